@@ -1,0 +1,214 @@
+/* infer.h — the public C API of libinfer.
+ *
+ * Opaque handles, `*_default_params()` for every params struct, a free for every create, an
+ * `infer_status` from every call that can fail, and `infer_last_error()` for the message.
+ *
+ * Lifetimes:
+ *   - an infer_model outlives every infer_context created from it;
+ *   - pointers returned by getters (`infer_model_arch`, `infer_context_logits`, …) stay valid until the
+ *     owning handle is freed or, for logits, until the next eval on that context;
+ *   - `infer_last_error()` is per thread and valid until the next failing call on that thread.
+ * Thread safety: one context per thread; a model may be shared read-only by several contexts.
+ * Params structs: new fields are only ever added at the end; booleans stay last.
+ */
+#ifndef INFER_INFER_H
+#define INFER_INFER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define INFER_API __declspec(dllexport)
+#else
+#define INFER_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum infer_status {
+  INFER_OK = 0,
+  INFER_ERR_INVALID_ARG = 1,  /* a bad argument from the caller (null pointer, out-of-range value) */
+  INFER_ERR_IO = 2,           /* a file could not be opened, read or written */
+  INFER_ERR_FORMAT = 3,       /* a file is malformed or disagrees with another (names file/tensor/field) */
+  INFER_ERR_UNSUPPORTED = 4,  /* a valid input that this build does not support (arch, dtype, feature) */
+  INFER_ERR_OUT_OF_MEMORY = 5,
+  INFER_ERR_CONTEXT_FULL = 6, /* the tokens do not fit in the context window */
+  INFER_ERR_CANCELLED = 7,    /* a callback asked to stop */
+  INFER_ERR_INTERNAL = 8
+} infer_status;
+
+/* The message of the last failed call on this thread ("" if none). */
+INFER_API const char* infer_last_error(void);
+/* A short constant name for a status ("INFER_ERR_FORMAT"). */
+INFER_API const char* infer_status_name(infer_status status);
+/* Library version, "MAJOR.MINOR.PATCH". */
+INFER_API const char* infer_version(void);
+
+typedef struct infer_model infer_model;
+typedef struct infer_context infer_context;
+typedef struct infer_sampler infer_sampler;
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Model                                                                                              */
+
+/* Called during load with a fraction in [0, 1]; return false to cancel the load. */
+typedef bool (*infer_progress_callback)(float progress, void* user_data);
+
+typedef struct infer_model_params {
+  int32_t n_threads;                       /* threads used for load-time work; <= 0: all cores */
+  infer_progress_callback progress;        /* may be NULL */
+  void* progress_user_data;
+  bool load_tokenizer;                     /* default true; false skips tokenizer.json */
+} infer_model_params;
+
+INFER_API infer_model_params infer_model_default_params(void);
+
+/* Loads a Hugging Face model directory (config.json, generation_config.json, tokenizer.json,
+ * *.safetensors [+ model.safetensors.index.json]). Weights are memory-mapped. */
+INFER_API infer_status infer_model_load(const char* dir, const infer_model_params* params, infer_model** out);
+INFER_API void infer_model_free(infer_model* model);
+
+INFER_API const char* infer_model_arch(const infer_model* model);   /* config.json model_type */
+INFER_API int32_t infer_model_vocab_size(const infer_model* model);  /* rows of the logits */
+INFER_API int32_t infer_model_n_ctx_train(const infer_model* model); /* max_position_embeddings */
+INFER_API int64_t infer_model_n_params(const infer_model* model);
+INFER_API int64_t infer_model_weight_bytes(const infer_model* model);
+/* A one-line description, e.g. "qwen3 28L h1024 16/8 heads d128 bf16 (596M params)". */
+INFER_API const char* infer_model_desc(const infer_model* model);
+/* True when config.json carries the "infer_random_weights" marker (test and demo models). */
+INFER_API bool infer_model_is_random(const infer_model* model);
+/* End-of-sequence ids from generation_config.json (falling back to config.json). Returns how many
+ * there are; writes up to `cap` of them. */
+INFER_API int32_t infer_model_eos_ids(const infer_model* model, int32_t* out, int32_t cap);
+INFER_API bool infer_model_has_tokenizer(const infer_model* model);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Tokenizer (the model's tokenizer.json)                                                             */
+
+/* Encodes UTF-8 text. Writes up to `cap` ids and sets *n_out to the full count; if the count exceeds
+ * `cap` the call returns INFER_ERR_INVALID_ARG and *n_out says how much room is needed.
+ * add_special: add the BOS the tokenizer's config asks for (false for raw prompts). */
+INFER_API infer_status infer_tokenize(const infer_model* model, const char* text, size_t len, bool add_special,
+                                      int32_t* out, int32_t cap, int32_t* n_out);
+/* Decodes ids to UTF-8 bytes (special tokens included unless skip_special). Writes up to `cap` bytes
+ * and sets *n_out to the full length (same overflow rule as infer_tokenize). No NUL is appended. */
+INFER_API infer_status infer_detokenize(const infer_model* model, const int32_t* ids, int32_t n, bool skip_special,
+                                        char* out, size_t cap, size_t* n_out);
+/* The id of a token given by its exact text (added tokens included), or -1. */
+INFER_API int32_t infer_token_lookup(const infer_model* model, const char* text);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Context: KV cache and scratch for one sequence                                                     */
+
+typedef struct infer_context_params {
+  int32_t n_ctx;     /* tokens in the KV cache; <= 0: min(max_position_embeddings, 4096) */
+  int32_t n_threads; /* compute threads; <= 0: all cores */
+  int32_t n_batch;   /* max tokens per forward step in prefill; <= 0: 512 */
+} infer_context_params;
+
+INFER_API infer_context_params infer_context_default_params(void);
+INFER_API infer_status infer_context_create(infer_model* model, const infer_context_params* params, infer_context** out);
+INFER_API void infer_context_free(infer_context* ctx);
+
+INFER_API int32_t infer_context_n_ctx(const infer_context* ctx);
+/* Tokens currently in the KV cache. */
+INFER_API int32_t infer_context_n_past(const infer_context* ctx);
+/* Drops cached tokens from position n_keep on (0 clears the cache). */
+INFER_API infer_status infer_context_truncate(infer_context* ctx, int32_t n_keep);
+/* Bytes the KV cache holds per token (all layers). */
+INFER_API int64_t infer_context_kv_bytes_per_token(const infer_context* ctx);
+
+/* Runs the model on `n` tokens at positions n_past..n_past+n-1 and appends them to the KV cache.
+ * all_logits: keep logits for every one of the n positions (else only the last).
+ * INFER_ERR_CONTEXT_FULL if they do not fit; INFER_ERR_INVALID_ARG for an id outside the vocabulary. */
+INFER_API infer_status infer_context_eval(infer_context* ctx, const int32_t* ids, int32_t n, bool all_logits);
+/* Logits of the last eval: rows × vocab floats, row-major; *n_rows is n (all_logits) or 1. */
+INFER_API const float* infer_context_logits(const infer_context* ctx, int32_t* n_rows);
+
+/* Evaluates `ids` from an empty cache and writes float32 logits [n, vocab] ("logits") and named
+ * per-layer intermediates ("layers.{L}.attn_norm", …, [n, width]) to a safetensors file at `path`.
+ * The file is written to a temporary name and renamed, so a failure leaves no partial output. */
+INFER_API infer_status infer_context_dump(infer_context* ctx, const int32_t* ids, int32_t n, const char* path);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Sampling                                                                                           */
+
+typedef struct infer_sampler_params {
+  float temperature;        /* <= 0: greedy (argmax) */
+  int32_t top_k;            /* <= 0: off */
+  float top_p;              /* >= 1: off */
+  float min_p;              /* <= 0: off */
+  float presence_penalty;   /* subtracted once from the logit of every token already generated */
+  float frequency_penalty;  /* subtracted per occurrence */
+  float repetition_penalty; /* 1: off; HF/CTRL style (logit / p if > 0, * p if < 0) over prompt + output */
+  uint64_t seed;
+} infer_sampler_params;
+
+/* Neutral defaults (greedy). infer_model_sampler_defaults gives the model's generation_config.json. */
+INFER_API infer_sampler_params infer_sampler_default_params(void);
+INFER_API infer_sampler_params infer_model_sampler_defaults(const infer_model* model);
+
+INFER_API infer_status infer_sampler_create(const infer_sampler_params* params, infer_sampler** out);
+INFER_API void infer_sampler_free(infer_sampler* sampler);
+/* Tell the sampler about tokens that count for penalties (prompt tokens: is_prompt = true). */
+INFER_API void infer_sampler_accept(infer_sampler* sampler, int32_t token, bool is_prompt);
+INFER_API void infer_sampler_reset(infer_sampler* sampler);
+/* Picks a token from `n_vocab` logits (not modified). */
+INFER_API int32_t infer_sampler_sample(infer_sampler* sampler, const float* logits, int32_t n_vocab);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Generation loop                                                                                    */
+
+typedef enum infer_finish_reason {
+  INFER_FINISH_NONE = 0,
+  INFER_FINISH_STOP = 1,   /* an eos id or a stop string */
+  INFER_FINISH_LENGTH = 2, /* max_tokens or a full context */
+  INFER_FINISH_CANCELLED = 3
+} infer_finish_reason;
+
+/* One generated token, as handed to the callback. */
+typedef struct infer_token_info {
+  int32_t id;
+  const char* text;   /* the newly complete UTF-8 text this token releases (may be empty; not NUL-terminated) */
+  size_t text_len;
+  float logprob;      /* log-softmax of the raw logits at the chosen id */
+  int32_t n_top;      /* entries in top_ids/top_logprobs (= n_logprobs) */
+  const int32_t* top_ids;
+  const float* top_logprobs;
+} infer_token_info;
+
+/* Return false to stop generating (finish reason CANCELLED). */
+typedef bool (*infer_token_callback)(const infer_token_info* token, void* user_data);
+
+typedef struct infer_generate_params {
+  int32_t max_tokens;           /* <= 0: until eos or a full context */
+  const char* const* stop;      /* stop strings (not included in the output) */
+  int32_t n_stop;
+  int32_t n_logprobs;           /* top-N logprobs per token, 0..20 */
+  infer_sampler_params sampling;
+  bool ignore_eos;
+} infer_generate_params;
+
+INFER_API infer_generate_params infer_generate_default_params(void);
+
+typedef struct infer_generate_result {
+  infer_finish_reason finish_reason;
+  int32_t prompt_tokens;  /* tokens evaluated for the prompt (those not already cached) */
+  int32_t gen_tokens;
+  double prompt_ms;
+  double gen_ms;
+} infer_generate_result;
+
+/* Evaluates the prompt (reusing the cached prefix it shares with the context) and generates. */
+INFER_API infer_status infer_generate(infer_context* ctx, const int32_t* prompt, int32_t n_prompt,
+                                      const infer_generate_params* params, infer_token_callback callback,
+                                      void* user_data, infer_generate_result* result);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* INFER_INFER_H */

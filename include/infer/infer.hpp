@@ -1,0 +1,126 @@
+// infer.hpp — a thin C++ RAII layer over the C API in infer.h. Header-only; failures throw
+// infer::Exception carrying the status code and infer_last_error()'s message.
+#pragma once
+#include <chrono>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "infer/infer.h"
+
+namespace infer {
+
+class Exception : public std::runtime_error {
+ public:
+  Exception(infer_status status, const std::string& msg) : std::runtime_error(msg), status_(status) {}
+  infer_status status() const { return status_; }
+
+ private:
+  infer_status status_;
+};
+
+inline void check(infer_status s) {
+  if (s != INFER_OK) throw Exception(s, infer_last_error());
+}
+
+class Model {
+ public:
+  explicit Model(const std::string& dir, const infer_model_params& params = infer_model_default_params()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    check(infer_model_load(dir.c_str(), &params, &m_));
+    load_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
+  ~Model() { infer_model_free(m_); }
+  Model(Model&& o) noexcept : m_(std::exchange(o.m_, nullptr)), load_ms_(o.load_ms_) {}
+  Model& operator=(Model&& o) noexcept {
+    std::swap(m_, o.m_);
+    load_ms_ = o.load_ms_;
+    return *this;
+  }
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  infer_model* get() const { return m_; }
+  std::string arch() const { return infer_model_arch(m_); }
+  std::string desc() const { return infer_model_desc(m_); }
+  int32_t vocab_size() const { return infer_model_vocab_size(m_); }
+  bool is_random() const { return infer_model_is_random(m_); }
+  bool has_tokenizer() const { return infer_model_has_tokenizer(m_); }
+  double load_ms() const { return load_ms_; }
+  infer_sampler_params sampler_defaults() const { return infer_model_sampler_defaults(m_); }
+  std::vector<int32_t> eos_ids() const {
+    std::vector<int32_t> v(16);
+    v.resize(std::min<int32_t>(16, infer_model_eos_ids(m_, v.data(), 16)));
+    return v;
+  }
+
+  std::vector<int32_t> tokenize(const std::string& text, bool add_special = false) const {
+    int32_t n = 0;
+    std::vector<int32_t> ids(text.size() + 8);
+    infer_status s = infer_tokenize(m_, text.data(), text.size(), add_special, ids.data(), int32_t(ids.size()), &n);
+    if (s == INFER_ERR_INVALID_ARG && n > int32_t(ids.size())) {
+      ids.resize(n);
+      s = infer_tokenize(m_, text.data(), text.size(), add_special, ids.data(), n, &n);
+    }
+    check(s);
+    ids.resize(n);
+    return ids;
+  }
+  std::string detokenize(const std::vector<int32_t>& ids, bool skip_special = false) const {
+    size_t n = 0;
+    std::string out(ids.size() * 8 + 16, '\0');
+    infer_status s = infer_detokenize(m_, ids.data(), int32_t(ids.size()), skip_special, out.data(), out.size(), &n);
+    if (s == INFER_ERR_INVALID_ARG && n > out.size()) {
+      out.resize(n);
+      s = infer_detokenize(m_, ids.data(), int32_t(ids.size()), skip_special, out.data(), out.size(), &n);
+    }
+    check(s);
+    out.resize(n);
+    return out;
+  }
+
+ private:
+  infer_model* m_ = nullptr;
+  double load_ms_ = 0;
+};
+
+class Context {
+ public:
+  Context(Model& model, const infer_context_params& params = infer_context_default_params()) {
+    check(infer_context_create(model.get(), &params, &c_));
+  }
+  ~Context() { infer_context_free(c_); }
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  infer_context* get() const { return c_; }
+  int32_t n_ctx() const { return infer_context_n_ctx(c_); }
+  int32_t n_past() const { return infer_context_n_past(c_); }
+  void truncate(int32_t n_keep) { check(infer_context_truncate(c_, n_keep)); }
+
+  // Evaluates ids; returns the logits (rows × vocab).
+  const float* eval(const std::vector<int32_t>& ids, bool all_logits = false, int32_t* n_rows = nullptr) {
+    check(infer_context_eval(c_, ids.data(), int32_t(ids.size()), all_logits));
+    return infer_context_logits(c_, n_rows);
+  }
+  void dump(const std::vector<int32_t>& ids, const std::string& path) {
+    check(infer_context_dump(c_, ids.data(), int32_t(ids.size()), path.c_str()));
+  }
+
+  using TokenFn = std::function<bool(const infer_token_info&)>;
+  infer_generate_result generate(const std::vector<int32_t>& prompt, const infer_generate_params& params,
+                                 const TokenFn& on_token) {
+    infer_generate_result r{};
+    auto tramp = [](const infer_token_info* t, void* u) -> bool { return (*static_cast<const TokenFn*>(u))(*t); };
+    check(infer_generate(c_, prompt.data(), int32_t(prompt.size()), &params, tramp,
+                         const_cast<TokenFn*>(&on_token), &r));
+    return r;
+  }
+
+ private:
+  infer_context* c_ = nullptr;
+};
+
+}  // namespace infer

@@ -1,0 +1,171 @@
+// generate.cpp — see generate.h.
+#include "generate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "common.h"
+
+namespace infer {
+
+std::string StopMatcher::push(const std::string& text, bool* stopped) {
+  *stopped = false;
+  held_ += text;
+  if (stops_.empty()) {
+    std::string out;
+    out.swap(held_);
+    return out;
+  }
+  // Earliest complete stop string.
+  size_t first = std::string::npos;
+  for (const auto& s : stops_) {
+    if (s.empty()) continue;
+    const size_t p = held_.find(s);
+    if (p != std::string::npos) first = std::min(first, p);
+  }
+  if (first != std::string::npos) {
+    *stopped = true;
+    std::string out = held_.substr(0, first);
+    held_.clear();
+    return out;
+  }
+  // Keep the longest suffix that is a proper prefix of some stop string.
+  size_t keep = 0;
+  for (const auto& s : stops_)
+    for (size_t k = std::min(s.size() - 1, held_.size()); k > keep; --k)
+      if (held_.compare(held_.size() - k, k, s, 0, k) == 0) {
+        keep = k;
+        break;
+      }
+  std::string out = held_.substr(0, held_.size() - keep);
+  held_.erase(0, held_.size() - keep);
+  return out;
+}
+
+std::string StopMatcher::flush() {
+  std::string out;
+  out.swap(held_);
+  return out;
+}
+
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// log-softmax value of logits[id], and the top n (id, logprob) pairs.
+float log_softmax_at(const float* l, int32_t V, int32_t id, int32_t n_top, std::vector<int32_t>& top_ids,
+                     std::vector<float>& top_lp) {
+  float mx = l[0];
+  for (int32_t i = 1; i < V; ++i) mx = std::max(mx, l[i]);
+  double sum = 0;
+  for (int32_t i = 0; i < V; ++i) sum += std::exp(double(l[i] - mx));
+  const float lse = mx + float(std::log(sum));
+  top_ids.clear();
+  top_lp.clear();
+  if (n_top > 0) {
+    std::vector<int32_t> idx(V);
+    for (int32_t i = 0; i < V; ++i) idx[i] = i;
+    const int32_t k = std::min(n_top, V);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                      [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+    for (int32_t i = 0; i < k; ++i) {
+      top_ids.push_back(idx[i]);
+      top_lp.push_back(l[idx[i]] - lse);
+    }
+  }
+  return l[id] - lse;
+}
+
+}  // namespace
+
+infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_prompt, Sampler& sampler,
+                               const GenerateOptions& opts,
+                               const std::function<bool(const infer_token_info&)>& on_token) {
+  infer_generate_result res{};
+  if (n_prompt <= 0) fail(INFER_ERR_INVALID_ARG, "the prompt is empty");
+  if (n_prompt > ctx.n_ctx())
+    fail(INFER_ERR_CONTEXT_FULL, "the prompt has " + std::to_string(n_prompt) + " tokens but the context holds " +
+                                     std::to_string(ctx.n_ctx()) + "; use a larger context (-c) or a shorter prompt");
+  const int32_t V = int32_t(ctx.model().vocab_size());
+  for (int64_t i = 0; i < n_prompt; ++i)
+    if (prompt[i] < 0 || prompt[i] >= V)
+      fail(INFER_ERR_INVALID_ARG, "prompt token id " + std::to_string(prompt[i]) + " is outside the vocabulary [0, " +
+                                      std::to_string(V) + ")");
+
+  // Reuse the cached prefix; always re-evaluate at least the last prompt token to get its logits.
+  const auto& cached = ctx.tokens();
+  int64_t common = 0;
+  while (common < int64_t(cached.size()) && common < n_prompt && cached[common] == prompt[common]) ++common;
+  if (common == n_prompt) --common;
+  ctx.truncate(common);
+  const auto t0 = std::chrono::steady_clock::now();
+  ctx.eval(prompt + common, n_prompt - common, false);
+  res.prompt_ms = ms_since(t0);
+  res.prompt_tokens = int32_t(n_prompt - common);
+
+  sampler.reset();
+  for (int64_t i = 0; i < n_prompt; ++i) sampler.accept(prompt[i], true);
+
+  const Tokenizer* tok = ctx.model().tokenizer.get();
+  std::unique_ptr<StreamDecoder> dec;
+  if (tok) dec = std::make_unique<StreamDecoder>(*tok);
+  StopMatcher stop(opts.stop);
+  std::vector<int32_t> top_ids;
+  std::vector<float> top_lp;
+
+  const auto t1 = std::chrono::steady_clock::now();
+  res.finish_reason = INFER_FINISH_LENGTH;
+  bool stop_hit = false;
+  for (;;) {
+    if (opts.max_tokens > 0 && res.gen_tokens >= opts.max_tokens) break;
+    const float* logits = ctx.logits();
+    const int32_t id = sampler.sample(logits, V);
+    sampler.accept(id, false);
+    res.gen_tokens++;
+    const bool is_eos = !opts.ignore_eos && std::find(opts.eos_ids.begin(), opts.eos_ids.end(), id) != opts.eos_ids.end();
+    infer_token_info info{};
+    info.id = id;
+    info.logprob = log_softmax_at(logits, V, id, opts.n_logprobs, top_ids, top_lp);
+    info.n_top = int32_t(top_ids.size());
+    info.top_ids = top_ids.data();
+    info.top_logprobs = top_lp.data();
+    std::string text;
+    bool stopped = false;
+    if (dec && !is_eos) text = stop.push(dec->push(id), &stopped);
+    info.text = text.data();
+    info.text_len = text.size();
+    if (!on_token(info)) {
+      res.finish_reason = INFER_FINISH_CANCELLED;
+      break;
+    }
+    if (is_eos || stopped) {
+      stop_hit = stopped;
+      res.finish_reason = INFER_FINISH_STOP;
+      break;
+    }
+    if (opts.max_tokens > 0 && res.gen_tokens >= opts.max_tokens) break;
+    if (ctx.n_past() >= ctx.n_ctx()) break;  // the context is full: finish with "length"
+    ctx.eval(&id, 1, false);
+  }
+  res.gen_ms = ms_since(t1);
+  // Release what was held back (partial UTF-8 or a partial stop string) unless a stop string matched.
+  if (!stop_hit) {
+    std::string rest = dec ? dec->flush() : std::string();
+    bool stopped = false;
+    rest = stop.push(rest, &stopped);
+    if (!stopped) rest += stop.flush();
+    if (!rest.empty()) {
+      infer_token_info info{};
+      info.id = -1;  // no token: trailing text only
+      info.text = rest.data();
+      info.text_len = rest.size();
+      on_token(info);
+    }
+  }
+  return res;
+}
+
+}  // namespace infer

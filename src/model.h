@@ -1,0 +1,78 @@
+// model.h — the architecture-independent model: config, weights (mmapped safetensors), tokenizer, and the
+// per-architecture forward pass behind a small virtual interface. One file per architecture lives in
+// src/models/ and registers itself in the table in model.cpp (see docs/adding-a-model.md).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cpu/ops.h"
+#include "hf_config.h"
+#include "safetensors.h"
+#include "tokenizer.h"
+
+namespace infer {
+
+// Called with each named intermediate of a forward pass: name ("layers.3.attn_out"), data [rows, cols].
+using DumpFn = std::function<void(const std::string& name, const float* data, int64_t rows, int64_t cols)>;
+
+// Per-sequence state the model's forward pass uses: KV cache and scratch. Created by Transformer::new_state.
+struct ForwardState {
+  virtual ~ForwardState() = default;
+  int64_t n_ctx = 0;
+  int64_t n_past = 0;  // tokens in the cache
+};
+
+struct LoadOptions {
+  int n_threads = 0;
+  std::function<bool(float)> progress;  // return false to cancel
+};
+
+class Transformer {
+ public:
+  virtual ~Transformer() = default;
+
+  ModelConfig config;
+  GenerationConfig generation;
+  std::unique_ptr<SafeTensors> weights;
+  std::unique_ptr<Tokenizer> tokenizer;  // null if the directory has none (or it was not asked for)
+  std::string dir;
+
+  // Loads config, generation config, weights (validated against config), tokenizer.
+  static std::unique_ptr<Transformer> load(const std::string& dir, const LoadOptions& opts, bool load_tokenizer);
+
+  // Creates the KV cache and scratch for a context of n_ctx tokens processing up to n_batch per step.
+  virtual std::unique_ptr<ForwardState> new_state(int64_t n_ctx, int64_t n_batch) const = 0;
+  // Runs tokens ids[0..n) at positions st.n_past.. and appends them to the cache. Writes logits for the last
+  // position (logits: [vocab]) or for every position (all_logits: [n, vocab]). Caller checks capacity and ids.
+  virtual void forward(ForwardState& st, ThreadPool& pool, const int32_t* ids, int64_t n, float* logits,
+                       bool all_logits, const DumpFn* dump) const = 0;
+  virtual int64_t vocab_size() const { return config.vocab_size; }
+  virtual int64_t kv_bytes_per_token() const = 0;
+  virtual int64_t n_params() const;
+  virtual int64_t weight_bytes() const;
+  virtual std::string describe() const;
+
+ protected:
+  // Binds the tensors the architecture needs; called by load() after construction.
+  virtual void bind_weights(const LoadOptions& opts) = 0;
+  // Every tensor name bound by bind_weights (to report unexpected tensors).
+  std::vector<std::string> bound_;
+  // Fetch a weight matrix/vector with shape checks; records the name as bound.
+  cpu::Matrix matrix(const std::string& name, int64_t rows, int64_t cols, const std::string& fields);
+  const TensorInfo& vector(const std::string& name, int64_t n, const std::string& fields);
+  // Storage for weights converted at load (f16 → f32); kept alive with the model.
+  std::vector<std::vector<float>> converted_;
+};
+
+// The architecture registry: model_type → factory.
+using ModelFactory = std::unique_ptr<Transformer> (*)(const ModelConfig&);
+struct ArchEntry {
+  const char* model_type;
+  ModelFactory create;
+};
+const std::vector<ArchEntry>& architectures();
+
+}  // namespace infer

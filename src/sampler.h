@@ -1,0 +1,34 @@
+// sampler.h — token sampling: penalties, temperature, top-k, top-p, min-p, seeded RNG.
+// Order follows HF's logits processors: repetition penalty, presence/frequency penalties, temperature,
+// top-k, top-p, min-p; then a draw from the renormalised distribution (or argmax when temperature <= 0).
+#pragma once
+#include <cstdint>
+#include <random>
+#include <unordered_map>
+#include <vector>
+
+#include "infer/infer.h"
+
+namespace infer {
+
+class Sampler {
+ public:
+  explicit Sampler(const infer_sampler_params& p);
+  void accept(int32_t token, bool is_prompt);
+  void reset();
+  int32_t sample(const float* logits, int32_t n_vocab);
+  const infer_sampler_params& params() const { return p_; }
+
+ private:
+  infer_sampler_params p_;
+  std::mt19937_64 rng_;
+  std::unordered_map<int32_t, int32_t> counts_;  // generated tokens: occurrences (presence/frequency)
+  std::unordered_map<int32_t, bool> seen_;       // prompt + generated (repetition penalty)
+  std::vector<float> work_;
+  std::vector<int32_t> idx_;
+};
+
+// Index of the largest value (first on ties, like torch.argmax).
+int32_t argmax(const float* v, int32_t n);
+
+}  // namespace infer

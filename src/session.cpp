@@ -1,0 +1,54 @@
+// session.cpp — see session.h.
+#include "session.h"
+
+#include <algorithm>
+
+#include "common.h"
+
+namespace infer {
+
+Session::Session(const Transformer& model, int64_t n_ctx, int n_threads, int64_t n_batch)
+    : model_(model), n_ctx_(n_ctx), n_batch_(std::min(n_batch, n_ctx)), pool_(n_threads) {
+  if (n_ctx <= 0) fail(INFER_ERR_INVALID_ARG, "context size must be positive");
+  try {
+    state_ = model.new_state(n_ctx_, n_batch_);
+  } catch (const std::bad_alloc&) {
+    fail(INFER_ERR_OUT_OF_MEMORY, "out of memory allocating the KV cache for " + std::to_string(n_ctx) + " tokens (" +
+                                      std::to_string(model.kv_bytes_per_token() * n_ctx >> 20) +
+                                      " MiB); use a smaller context (-c)");
+  }
+}
+
+void Session::eval(const int32_t* ids, int64_t n, bool all_logits, const DumpFn* dump) {
+  if (n <= 0) fail(INFER_ERR_INVALID_ARG, "eval: no tokens");
+  if (n_past() + n > n_ctx_)
+    fail(INFER_ERR_CONTEXT_FULL, std::to_string(n_past() + n) + " tokens do not fit in the context of " +
+                                     std::to_string(n_ctx_) + " tokens (" + std::to_string(n_past()) +
+                                     " already cached); use a larger context (-c) or a shorter prompt");
+  const int64_t V = model_.vocab_size();
+  for (int64_t i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= V)
+      fail(INFER_ERR_INVALID_ARG, "token id " + std::to_string(ids[i]) + " is outside the vocabulary [0, " +
+                                      std::to_string(V) + ")");
+  if (dump && n > n_batch_) fail(INFER_ERR_INVALID_ARG, "dump: at most n_batch tokens in one eval");
+  logits_rows_ = all_logits ? n : 1;
+  logits_.resize(size_t(logits_rows_ * V));
+  state_->n_past = n_past();
+  for (int64_t b = 0; b < n; b += n_batch_) {
+    const int64_t m = std::min(n_batch_, n - b);
+    const bool last = b + m == n;
+    float* out = all_logits ? logits_.data() + b * V : logits_.data();
+    // Without all_logits only the final step's last row matters; earlier steps still write one row.
+    model_.forward(*state_, pool_, ids + b, m, out, all_logits, dump);
+    tokens_.insert(tokens_.end(), ids + b, ids + b + m);
+    (void)last;
+  }
+}
+
+void Session::truncate(int64_t n_keep) {
+  if (n_keep < 0) n_keep = 0;
+  if (n_keep < n_past()) tokens_.resize(size_t(n_keep));
+  state_->n_past = n_past();
+}
+
+}  // namespace infer

@@ -1,0 +1,40 @@
+// session.h — one sequence's runtime state: the model's KV cache and scratch, the thread pool, the tokens
+// in the cache (for prefix reuse), and the logits of the last eval.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "cpu/thread_pool.h"
+#include "model.h"
+
+namespace infer {
+
+class Session {
+ public:
+  Session(const Transformer& model, int64_t n_ctx, int n_threads, int64_t n_batch);
+
+  const Transformer& model() const { return model_; }
+  int64_t n_ctx() const { return n_ctx_; }
+  int64_t n_past() const { return int64_t(tokens_.size()); }
+  const std::vector<int32_t>& tokens() const { return tokens_; }
+  ThreadPool& pool() { return pool_; }
+
+  // Evaluates ids at the end of the cache (split into n_batch steps). Throws INFER_ERR_CONTEXT_FULL /
+  // INFER_ERR_INVALID_ARG before touching the cache if the tokens do not fit or an id is out of range.
+  void eval(const int32_t* ids, int64_t n, bool all_logits, const DumpFn* dump = nullptr);
+  void truncate(int64_t n_keep);
+  const float* logits() const { return logits_.data(); }
+  int64_t logits_rows() const { return logits_rows_; }
+
+ private:
+  const Transformer& model_;
+  int64_t n_ctx_, n_batch_;
+  ThreadPool pool_;
+  std::unique_ptr<ForwardState> state_;
+  std::vector<int32_t> tokens_;
+  std::vector<float> logits_;
+  int64_t logits_rows_ = 0;
+};
+
+}  // namespace infer

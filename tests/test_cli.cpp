@@ -1,0 +1,204 @@
+// test_cli.cpp — drives the `infer` binary as a user would: generation with --ids and --json, the bundled demo
+// model with its real tokenizer, `infer dump`, and the errors users see for bad input.
+#include <gtest/gtest.h>
+#include <gmock/gmock.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "safetensors.h"
+
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CmdResult {
+  int code;
+  std::string out;  // stdout + stderr
+};
+
+CmdResult run(const std::string& args) {
+  const std::string cmd = std::string(INFER_BIN) + " " + args + " 2>&1";
+  CmdResult r{-1, ""};
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+// stdout only (stderr dropped), for JSON output.
+CmdResult run_stdout(const std::string& args) {
+  return run(args + " 2>/dev/null");
+}
+
+std::string tiny(const std::string& name = "qwen3_tied_gqa2") { return std::string(INFER_TEST_DATA) + "/models/" + name; }
+std::string demo() { return std::string(INFER_MODELS_DIR) + "/qwen3-tiny-random"; }
+
+fs::path temp_dir(const std::string& tag) {
+  fs::path d = fs::temp_directory_path() / ("infer_cli_" + tag + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+TEST(Cli, HelpExplainsUsage) {
+  CmdResult r = run("--help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("--model"));
+  EXPECT_THAT(r.out, HasSubstr("--temp"));
+  EXPECT_THAT(r.out, HasSubstr("dump"));
+}
+
+TEST(Cli, GreedyIdsJson) {
+  CmdResult r = run_stdout("-m " + tiny() + " --ids 5,6,7,8 -n 6 --temp 0 --json --logprobs 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tokens"].size(), 6u);
+  EXPECT_EQ(j["finish_reason"], "length");
+  EXPECT_EQ(j["timings"]["gen_tokens"], 6);
+  EXPECT_EQ(j["timings"]["prompt_tokens"], 4);
+  for (const char* k : {"load_ms", "prompt_ms", "prompt_tps", "gen_ms", "gen_tps"}) EXPECT_TRUE(j["timings"].contains(k)) << k;
+  ASSERT_EQ(j["logprobs"].size(), 6u);
+  // Greedy: the chosen token is the most likely one.
+  for (const auto& lp : j["logprobs"]) EXPECT_EQ(lp["id"], lp["top"][0]["id"]);
+  // Same run, same tokens (greedy is deterministic); threads do not change it.
+  CmdResult r2 = run_stdout("-m " + tiny() + " --ids 5,6,7,8 -n 6 --temp 0 --json -t 1");
+  EXPECT_EQ(nlohmann::json::parse(r2.out)["tokens"], j["tokens"]);
+}
+
+TEST(Cli, SeededSamplingIsReproducible) {
+  const std::string a = "-m " + tiny() + " --ids 5,6,7 -n 12 --temp 1.0 --top-k 40 --top-p 0.9 --min-p 0.01 --json";
+  CmdResult r1 = run_stdout(a + " --seed 42"), r2 = run_stdout(a + " --seed 42"), r3 = run_stdout(a + " --seed 7");
+  ASSERT_EQ(r1.code, 0) << r1.out;
+  EXPECT_EQ(nlohmann::json::parse(r1.out)["tokens"], nlohmann::json::parse(r2.out)["tokens"]);
+  EXPECT_NE(nlohmann::json::parse(r1.out)["tokens"], nlohmann::json::parse(r3.out)["tokens"]);
+}
+
+TEST(Cli, StopsOnEosFromGenerationConfig) {
+  // Generate greedily, then make the 3rd generated token an eos id via a copied model dir.
+  CmdResult r = run_stdout("-m " + tiny() + " --ids 5,6,7,8 -n 8 --temp 0 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto toks = nlohmann::json::parse(r.out)["tokens"];
+  fs::path d = temp_dir("eos");
+  fs::copy(tiny(), d, fs::copy_options::recursive);
+  nlohmann::json gc = nlohmann::json::parse(std::ifstream(d / "generation_config.json"));
+  gc["eos_token_id"] = nlohmann::json::array({toks[2]});
+  std::ofstream(d / "generation_config.json") << gc.dump();
+  CmdResult s = run_stdout("-m " + d.string() + " --ids 5,6,7,8 -n 8 --temp 0 --json");
+  ASSERT_EQ(s.code, 0) << s.out;
+  auto j = nlohmann::json::parse(s.out);
+  EXPECT_EQ(j["finish_reason"], "stop");
+  EXPECT_EQ(j["tokens"].size(), 3u);
+  fs::remove_all(d);
+}
+
+TEST(Cli, DemoModelWithRealTokenizer) {
+  CmdResult r = run("-m " + demo() + " -p \"Hello, world\" -n 8 --seed 1 -t 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("RANDOM"));
+  EXPECT_THAT(r.out, HasSubstr("tok/s"));
+  CmdResult j = run_stdout("-m " + demo() + " -p \"Hello\" -n 5 --seed 1 --json");
+  ASSERT_EQ(j.code, 0) << j.out;
+  auto o = nlohmann::json::parse(j.out);
+  EXPECT_TRUE(o.contains("text"));
+  EXPECT_EQ(o["timings"]["prompt_tokens"], 1);  // "Hello" is one Qwen3 token
+}
+
+TEST(Cli, StopStringIsNotPrinted) {
+  // Find what the demo model says greedily, then stop on a piece of it.
+  CmdResult r = run_stdout("-m " + demo() + " -p \"abc\" -n 12 --temp 0 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string text = nlohmann::json::parse(r.out)["text"];
+  ASSERT_GE(text.size(), 4u);
+  const std::string stop = text.substr(2, 2);
+  CmdResult s = run_stdout("-m " + demo() + " -p \"abc\" -n 12 --temp 0 --json --stop '" + stop + "'");
+  ASSERT_EQ(s.code, 0) << s.out;
+  auto j = nlohmann::json::parse(s.out);
+  EXPECT_EQ(j["finish_reason"], "stop");
+  EXPECT_EQ(j["text"], text.substr(0, text.find(stop)));
+}
+
+TEST(Cli, PromptFromFileAndStdin) {
+  fs::path d = temp_dir("file");
+  std::ofstream(d / "p.txt") << "Hello";
+  CmdResult a = run_stdout("-m " + demo() + " -f " + (d / "p.txt").string() + " -n 3 --temp 0 --json");
+  CmdResult b = run_stdout("-m " + demo() + " -f - -n 3 --temp 0 --json < " + (d / "p.txt").string());
+  ASSERT_EQ(a.code, 0) << a.out;
+  EXPECT_EQ(nlohmann::json::parse(a.out)["tokens"], nlohmann::json::parse(b.out)["tokens"]);
+  fs::remove_all(d);
+}
+
+TEST(Cli, DumpWritesLogitsAndLayers) {
+  fs::path d = temp_dir("dump");
+  const std::string out = (d / "dump.safetensors").string();
+  CmdResult r = run("dump -m " + tiny() + " --ids 5,6,7 -o " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto st = infer::SafeTensors::open_file(out);
+  EXPECT_EQ(st->get("logits").shape, (std::vector<int64_t>{3, 512}));
+  EXPECT_NE(st->find("layers.0.attn_norm"), nullptr);
+  EXPECT_NE(st->find("layers.1.out"), nullptr);
+  fs::remove_all(d);
+}
+
+TEST(CliErrors, MissingModelDirectory) {
+  CmdResult r = run("-m /nonexistent/model --ids 1,2");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("/nonexistent/model"));
+}
+
+TEST(CliErrors, UnknownModelType) {
+  fs::path d = temp_dir("arch");
+  fs::copy(tiny(), d, fs::copy_options::recursive);
+  nlohmann::json c = nlohmann::json::parse(std::ifstream(d / "config.json"));
+  c["model_type"] = "mamba9";
+  std::ofstream(d / "config.json") << c.dump();
+  CmdResult r = run("-m " + d.string() + " --ids 1,2");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("mamba9"));
+  EXPECT_THAT(r.out, HasSubstr("qwen3"));  // lists what is supported
+  fs::remove_all(d);
+}
+
+TEST(CliErrors, TokenIdOutsideVocabulary) {
+  CmdResult r = run("-m " + tiny() + " --ids 1,99999 -n 2");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("99999"));
+  EXPECT_THAT(r.out, HasSubstr("vocabulary"));
+}
+
+TEST(CliErrors, PromptLongerThanContext) {
+  CmdResult r = run("-m " + tiny() + " --ids 1,2,3,4,5,6,7,8 -c 4 -n 2");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("context"));
+}
+
+TEST(CliErrors, TextPromptWithoutTokenizer) {
+  CmdResult r = run("-m " + tiny() + " -p hello");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("tokenizer.json"));
+}
+
+TEST(CliErrors, BadIds) {
+  CmdResult r = run("-m " + tiny() + " --ids 1,x,3");
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("'x'"));
+}
+
+TEST(CliErrors, ContextFullEndsWithLength) {
+  CmdResult r = run_stdout("-m " + tiny() + " --ids 1,2,3 -c 8 -n 100 --temp 0 --json --ignore-eos");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["finish_reason"], "length");
+  EXPECT_EQ(j["tokens"].size(), 6u);  // 3 prompt + 5 cached generated + the last sampled one
+}
+
+}  // namespace

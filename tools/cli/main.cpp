@@ -1,0 +1,300 @@
+// main.cpp — the `infer` command line. Uses only the public API (include/infer/infer.hpp).
+//
+//   infer -m DIR -p TEXT [-n N] [--temp T] …   generate (streams text to stdout, timings to stderr)
+//   infer dump -m DIR --ids 1,2,3 -o out.safetensors
+//   infer tokenize -m DIR TEXT
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "infer/infer.hpp"
+
+using json = nlohmann::json;
+
+namespace {
+
+// Parses "1,2,3" into ids; throws CLI::ValidationError on junk.
+std::vector<int32_t> parse_ids(const std::string& s) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    size_t pos = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &pos);
+    } catch (...) {
+      pos = 0;
+    }
+    if (pos != item.size() || v < 0 || v > INT32_MAX) throw CLI::ValidationError("--ids", "'" + item + "' is not a token id");
+    ids.push_back(int32_t(v));
+  }
+  if (ids.empty()) throw CLI::ValidationError("--ids", "no token ids given");
+  return ids;
+}
+
+std::string read_file_or_stdin(const std::string& path) {
+  if (path == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw infer::Exception(INFER_ERR_IO, "cannot open prompt file '" + path + "'");
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+bool load_progress(float f, void*) {
+  static int last = -1;
+  const int pct = int(f * 100);
+  if (pct / 10 != last / 10 || pct == 100) {
+    std::fprintf(stderr, "\rloading model: %3d%%", pct);
+    if (pct == 100) std::fprintf(stderr, "\n");
+    last = pct;
+  }
+  return true;
+}
+
+infer::Model load_model(const std::string& dir, bool quiet, bool need_tokenizer = true) {
+  infer_model_params mp = infer_model_default_params();
+  if (!quiet) mp.progress = load_progress;
+  infer::Model model(dir, mp);
+  if (!quiet) {
+    std::fprintf(stderr, "model: %s\n", model.desc().c_str());
+    if (model.is_random())
+      std::fprintf(stderr,
+                   "note: this model's weights are RANDOM (config.json marks it infer_random_weights): its output is "
+                   "meaningless text, by design\n");
+  }
+  if (need_tokenizer && !model.has_tokenizer())
+    throw infer::Exception(INFER_ERR_UNSUPPORTED, "the model directory " + dir +
+                                                      " has no tokenizer.json: pass token ids with --ids");
+  return model;
+}
+
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_sigint(int) { g_interrupted = 1; }
+
+struct RunOptions {
+  std::string model_dir;
+  std::string prompt;
+  std::string prompt_file;
+  std::string ids;
+  int n_predict = -1;
+  std::optional<float> temp, top_p, min_p, presence, frequency, repeat;
+  std::optional<int> top_k;
+  uint64_t seed = 0;
+  bool seed_set = false;
+  int threads = 0;
+  int ctx = 0;
+  std::vector<std::string> stop;
+  bool raw = true;
+  bool json_out = false;
+  int logprobs = 0;
+  bool ignore_eos = false;
+  bool quiet = false;
+};
+
+int cmd_run(const RunOptions& o) {
+  infer::Model model = load_model(o.model_dir, o.quiet || o.json_out, o.ids.empty());
+  std::vector<int32_t> prompt;
+  if (!o.ids.empty()) {
+    prompt = parse_ids(o.ids);
+  } else {
+    std::string text = o.prompt;
+    if (!o.prompt_file.empty()) text = read_file_or_stdin(o.prompt_file);
+    if (text.empty()) throw infer::Exception(INFER_ERR_INVALID_ARG, "no prompt: give -p TEXT, -f FILE or --ids");
+    prompt = model.tokenize(text, /*add_special=*/true);
+  }
+  infer_context_params cp = infer_context_default_params();
+  cp.n_ctx = o.ctx;
+  cp.n_threads = o.threads;
+  infer::Context ctx(model, cp);
+
+  infer_generate_params gp = infer_generate_default_params();
+  gp.sampling = model.sampler_defaults();
+  if (o.temp) gp.sampling.temperature = *o.temp;
+  if (o.top_k) gp.sampling.top_k = *o.top_k;
+  if (o.top_p) gp.sampling.top_p = *o.top_p;
+  if (o.min_p) gp.sampling.min_p = *o.min_p;
+  if (o.presence) gp.sampling.presence_penalty = *o.presence;
+  if (o.frequency) gp.sampling.frequency_penalty = *o.frequency;
+  if (o.repeat) gp.sampling.repetition_penalty = *o.repeat;
+  gp.sampling.seed = o.seed_set ? o.seed : uint64_t(std::random_device{}());
+  gp.max_tokens = o.n_predict;
+  gp.n_logprobs = o.logprobs;
+  gp.ignore_eos = o.ignore_eos;
+  std::vector<const char*> stops;
+  for (const auto& s : o.stop) stops.push_back(s.c_str());
+  gp.stop = stops.data();
+  gp.n_stop = int32_t(stops.size());
+
+  std::vector<int32_t> tokens;
+  std::string text;
+  json logprobs = json::array();
+  const bool has_tok = model.has_tokenizer();
+  g_interrupted = 0;
+  std::signal(SIGINT, on_sigint);
+  const auto t_load_ms = model.load_ms();
+  infer_generate_result res = ctx.generate(prompt, gp, [&](const infer_token_info& t) {
+    if (t.id >= 0) tokens.push_back(t.id);
+    text.append(t.text, t.text_len);
+    if (!o.json_out && t.text_len) {
+      std::fwrite(t.text, 1, t.text_len, stdout);
+      std::fflush(stdout);
+    }
+    if (o.logprobs > 0 && t.id >= 0) {
+      json top = json::array();
+      for (int i = 0; i < t.n_top; ++i) top.push_back({{"id", t.top_ids[i]}, {"logprob", t.top_logprobs[i]}});
+      logprobs.push_back({{"id", t.id}, {"logprob", t.logprob}, {"top", top}});
+    }
+    return g_interrupted == 0;
+  });
+  std::signal(SIGINT, SIG_DFL);
+  const char* reason = res.finish_reason == INFER_FINISH_STOP     ? "stop"
+                       : res.finish_reason == INFER_FINISH_LENGTH ? "length"
+                                                                  : "cancelled";
+  const double ptps = res.prompt_ms > 0 ? res.prompt_tokens * 1000.0 / res.prompt_ms : 0;
+  const double gtps = res.gen_ms > 0 ? res.gen_tokens * 1000.0 / res.gen_ms : 0;
+  if (o.json_out) {
+    json j;
+    j["tokens"] = tokens;
+    if (has_tok) j["text"] = text;
+    j["finish_reason"] = reason;
+    j["timings"] = {{"load_ms", t_load_ms},       {"prompt_tokens", res.prompt_tokens}, {"prompt_ms", res.prompt_ms},
+                    {"prompt_tps", ptps},         {"gen_tokens", res.gen_tokens},       {"gen_ms", res.gen_ms},
+                    {"gen_tps", gtps}};
+    if (o.logprobs > 0) j["logprobs"] = logprobs;
+    std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+  } else {
+    if (!has_tok) {  // ids in, ids out
+      for (size_t i = 0; i < tokens.size(); ++i) std::printf("%s%d", i ? "," : "", tokens[i]);
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+    if (!o.quiet)
+      std::fprintf(stderr, "[prompt: %d tokens, %.1f ms, %.2f tok/s | generation: %d tokens, %.1f ms, %.2f tok/s | %s]\n",
+                   res.prompt_tokens, res.prompt_ms, ptps, res.gen_tokens, res.gen_ms, gtps, reason);
+  }
+  return 0;
+}
+
+int cmd_dump(const std::string& dir, const std::string& ids_s, const std::string& out, int threads) {
+  infer::Model model = load_model(dir, true, false);
+  const auto ids = parse_ids(ids_s);
+  infer_context_params cp = infer_context_default_params();
+  cp.n_ctx = int32_t(ids.size());
+  cp.n_batch = int32_t(ids.size());
+  cp.n_threads = threads;
+  infer::Context ctx(model, cp);
+  ctx.dump(ids, out);
+  std::fprintf(stderr, "wrote logits [%zu, %d] and per-layer intermediates to %s\n", ids.size(), model.vocab_size(),
+               out.c_str());
+  return 0;
+}
+
+int cmd_tokenize(const std::string& dir, const std::string& text_arg, const std::string& file, bool as_json) {
+  infer::Model model = load_model(dir, true);
+  std::string text = text_arg;
+  if (!file.empty()) text = read_file_or_stdin(file);
+  const auto ids = model.tokenize(text, false);
+  if (as_json) {
+    std::cout << json(ids).dump() << "\n";
+  } else {
+    for (int32_t id : ids) {
+      std::string piece = model.detokenize({id});
+      std::cout << id << "\t" << json(piece).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"infer — run Hugging Face LLM checkpoints (Qwen3, …) on the CPU\n\n"
+               "  infer -m ~/models/Qwen3-0.6B -p \"Hello\"           generate from a prompt\n"
+               "  infer dump -m DIR --ids 1,2,3 -o out.safetensors   logits + per-layer intermediates\n"
+               "  infer tokenize -m DIR \"some text\"                  token ids and pieces\n",
+               "infer"};
+  app.set_version_flag("--version", std::string("infer ") + infer_version());
+  app.require_subcommand(0, 1);
+
+  RunOptions ro;
+  float temp = 0, top_p = 0, min_p = 0, presence = 0, frequency = 0, repeat = 0;
+  int top_k = 0;
+  app.add_option("-m,--model", ro.model_dir, "Hugging Face model directory (config.json, *.safetensors, tokenizer.json)");
+  app.add_option("-p,--prompt", ro.prompt, "Prompt text");
+  app.add_option("-f,--file", ro.prompt_file, "Read the prompt from FILE ('-' for stdin)");
+  app.add_option("--ids", ro.ids, "Prompt as comma-separated token ids instead of text");
+  app.add_option("-n,--n-predict", ro.n_predict, "Tokens to generate (-1: until eos or a full context)")->capture_default_str();
+  auto* o_temp = app.add_option("--temp,--temperature", temp, "Sampling temperature (0 = greedy); default: generation_config.json");
+  auto* o_topk = app.add_option("--top-k", top_k, "Top-k sampling (0 = off)");
+  auto* o_topp = app.add_option("--top-p", top_p, "Top-p (nucleus) sampling (1 = off)");
+  auto* o_minp = app.add_option("--min-p", min_p, "Min-p sampling (0 = off)");
+  auto* o_pres = app.add_option("--presence-penalty", presence, "Presence penalty (0 = off)");
+  auto* o_freq = app.add_option("--frequency-penalty", frequency, "Frequency penalty (0 = off)");
+  auto* o_rep = app.add_option("--repeat-penalty", repeat, "Repetition penalty, HF style (1 = off)");
+  auto* o_seed = app.add_option("-s,--seed", ro.seed, "RNG seed (default: random)");
+  app.add_option("-t,--threads", ro.threads, "Compute threads (default: all cores)");
+  app.add_option("-c,--ctx-size", ro.ctx, "Context size in tokens (default: min(max_position_embeddings, 4096))");
+  app.add_option("--stop", ro.stop, "Stop when this text is generated (repeatable; not printed)");
+  app.add_flag("--raw", ro.raw, "Feed the prompt as plain text (no chat template)");
+  app.add_flag("--json", ro.json_out, "Print one JSON object (tokens, text, finish_reason, timings) instead of streaming");
+  app.add_option("--logprobs", ro.logprobs, "With --json: top-N log-probabilities of each generated token (0..20)")
+      ->check(CLI::Range(0, 20));
+  app.add_flag("--ignore-eos", ro.ignore_eos, "Do not stop at end-of-sequence tokens");
+  app.add_flag("-q,--quiet", ro.quiet, "No load progress or timing line");
+
+  auto* dump = app.add_subcommand("dump", "Write logits and named per-layer intermediates of --ids to a safetensors file");
+  std::string d_model, d_ids, d_out;
+  int d_threads = 0;
+  dump->add_option("-m,--model", d_model, "Model directory")->required();
+  dump->add_option("--ids", d_ids, "Comma-separated token ids")->required();
+  dump->add_option("-o,--output", d_out, "Output .safetensors file")->required();
+  dump->add_option("-t,--threads", d_threads, "Compute threads");
+
+  auto* tok = app.add_subcommand("tokenize", "Print the token ids (and pieces) of a text");
+  std::string t_model, t_text, t_file;
+  bool t_json = false;
+  tok->add_option("-m,--model", t_model, "Model (or tokenizer-only) directory")->required();
+  tok->add_option("text", t_text, "Text to tokenize");
+  tok->add_option("-f,--file", t_file, "Read the exact bytes of FILE ('-' for stdin)");
+  tok->add_flag("--json", t_json, "Print a JSON array of ids");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (*dump) return cmd_dump(d_model, d_ids, d_out, d_threads);
+    if (*tok) return cmd_tokenize(t_model, t_text, t_file, t_json);
+    if (ro.model_dir.empty()) {
+      std::cerr << app.help() << "\nerror: -m/--model is required\n";
+      return 2;
+    }
+    if (*o_temp) ro.temp = temp;
+    if (*o_topk) ro.top_k = top_k;
+    if (*o_topp) ro.top_p = top_p;
+    if (*o_minp) ro.min_p = min_p;
+    if (*o_pres) ro.presence = presence;
+    if (*o_freq) ro.frequency = frequency;
+    if (*o_rep) ro.repeat = repeat;
+    ro.seed_set = o_seed->count() > 0;
+    return cmd_run(ro);
+  } catch (const infer::Exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
