@@ -15,9 +15,14 @@
 #define INFER_VERSION_STRING "0.0.0"
 #endif
 
+struct infer_tokenizer {
+  std::unique_ptr<infer::Tokenizer> owned;  // null for a model's borrowed tokenizer
+  const infer::Tokenizer* t = nullptr;
+};
 struct infer_model {
   std::unique_ptr<infer::Transformer> m;
   std::string desc;
+  infer_tokenizer tok;  // borrowed view of m->tokenizer
 };
 struct infer_context {
   infer_model* model;
@@ -99,6 +104,7 @@ infer_status infer_model_load(const char* dir, const infer_model_params* params,
     auto m = std::make_unique<infer_model>();
     m->m = infer::Transformer::load(dir, opts, p.load_tokenizer);
     m->desc = m->m->describe();
+    m->tok.t = m->m->tokenizer.get();
     *out = m.release();
   });
 }
@@ -130,11 +136,28 @@ static const infer::Tokenizer* need_tokenizer(const infer_model* m) {
   return m->m->tokenizer.get();
 }
 
-infer_status infer_tokenize(const infer_model* m, const char* text, size_t len, bool add_special, int32_t* out,
-                            int32_t cap, int32_t* n_out) {
-  if (!m || (!text && len) || !n_out || (cap > 0 && !out)) return invalid("infer_tokenize: bad arguments");
+infer_status infer_tokenizer_load(const char* dir, infer_tokenizer** out) {
+  if (!dir || !out) return invalid("infer_tokenizer_load: dir and out must not be NULL");
+  *out = nullptr;
   return guarded([&] {
-    const auto ids = need_tokenizer(m)->encode(std::string_view(text ? text : "", len), add_special);
+    auto t = std::make_unique<infer_tokenizer>();
+    t->owned = infer::Tokenizer::load(dir);
+    t->t = t->owned.get();
+    *out = t.release();
+  });
+}
+
+void infer_tokenizer_free(infer_tokenizer* tok) { delete tok; }
+
+const infer_tokenizer* infer_model_tokenizer(const infer_model* m) { return m && m->tok.t ? &m->tok : nullptr; }
+
+int32_t infer_tokenizer_vocab_size(const infer_tokenizer* tok) { return tok ? tok->t->vocab_size() : 0; }
+
+infer_status infer_tokenizer_encode(const infer_tokenizer* tok, const char* text, size_t len, bool add_special,
+                                    int32_t* out, int32_t cap, int32_t* n_out) {
+  if (!tok || (!text && len) || !n_out || (cap > 0 && !out)) return invalid("infer_tokenizer_encode: bad arguments");
+  return guarded([&] {
+    const auto ids = tok->t->encode(std::string_view(text ? text : "", len), add_special);
     *n_out = int32_t(ids.size());
     if (int32_t(ids.size()) > cap)
       infer::fail(INFER_ERR_INVALID_ARG, "infer_tokenize: " + std::to_string(ids.size()) + " tokens do not fit in " +
@@ -143,19 +166,32 @@ infer_status infer_tokenize(const infer_model* m, const char* text, size_t len, 
   });
 }
 
-infer_status infer_detokenize(const infer_model* m, const int32_t* ids, int32_t n, bool skip_special, char* out,
-                              size_t cap, size_t* n_out) {
-  if (!m || (n > 0 && !ids) || !n_out || (cap > 0 && !out)) return invalid("infer_detokenize: bad arguments");
+infer_status infer_tokenizer_decode(const infer_tokenizer* tok, const int32_t* ids, int32_t n, bool skip_special,
+                                    char* out, size_t cap, size_t* n_out) {
+  if (!tok || (n > 0 && !ids) || !n_out || (cap > 0 && !out)) return invalid("infer_tokenizer_decode: bad arguments");
   return guarded([&] {
-    const auto* tok = need_tokenizer(m);
     for (int32_t i = 0; i < n; ++i)
-      if (ids[i] < 0 || ids[i] >= tok->vocab_size())
+      if (ids[i] < 0 || ids[i] >= tok->t->vocab_size())
         infer::fail(INFER_ERR_INVALID_ARG, "token id " + std::to_string(ids[i]) + " is outside the tokenizer's vocabulary");
-    const std::string s = tok->decode(std::vector<int32_t>(ids, ids + n), skip_special);
+    const std::string s = tok->t->decode(std::vector<int32_t>(ids, ids + n), skip_special);
     *n_out = s.size();
     if (s.size() > cap) infer::fail(INFER_ERR_INVALID_ARG, "infer_detokenize: output does not fit");
     std::memcpy(out, s.data(), s.size());
   });
+}
+
+infer_status infer_tokenize(const infer_model* m, const char* text, size_t len, bool add_special, int32_t* out,
+                            int32_t cap, int32_t* n_out) {
+  if (!m) return invalid("infer_tokenize: NULL model");
+  if (!m->tok.t) return guarded([&] { need_tokenizer(m); });
+  return infer_tokenizer_encode(&m->tok, text, len, add_special, out, cap, n_out);
+}
+
+infer_status infer_detokenize(const infer_model* m, const int32_t* ids, int32_t n, bool skip_special, char* out,
+                              size_t cap, size_t* n_out) {
+  if (!m) return invalid("infer_detokenize: NULL model");
+  if (!m->tok.t) return guarded([&] { need_tokenizer(m); });
+  return infer_tokenizer_decode(&m->tok, ids, n, skip_special, out, cap, n_out);
 }
 
 int32_t infer_token_lookup(const infer_model* m, const char* text) {

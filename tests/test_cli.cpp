@@ -149,6 +149,32 @@ TEST(Cli, DumpWritesLogitsAndLayers) {
   fs::remove_all(d);
 }
 
+TEST(Cli, TokenizeTokenizerOnlyDirectory) {
+  const std::string dir = std::string(INFER_MODELS_DIR) + "/tokenizers/qwen3";
+  CmdResult r = run_stdout("tokenize -m " + dir + " --json 'Hello world'");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse("[9707, 1879]"));  // HF tokenizers' ids
+  CmdResult p = run_stdout("tokenize -m " + dir + " 'Hello world'");
+  EXPECT_EQ(p.out, "9707\t\"Hello\"\n1879\t\" world\"\n");
+}
+
+TEST(Cli, TokenizeJsonlAndFile) {
+  fs::path d = temp_dir("tok");
+  std::ofstream(d / "in.jsonl") << "\"Hello world\"\n\"Hello\"\n";
+  std::ofstream(d / "raw.txt", std::ios::binary) << "Hello world";
+  const std::string dir = std::string(INFER_MODELS_DIR) + "/tokenizers/qwen3";
+  CmdResult j = run_stdout("tokenize -m " + dir + " --jsonl < " + (d / "in.jsonl").string());
+  ASSERT_EQ(j.code, 0) << j.out;
+  EXPECT_EQ(j.out, "[9707,1879]\n[9707]\n");
+  CmdResult f = run_stdout("tokenize -m " + dir + " --json -f " + (d / "raw.txt").string());
+  EXPECT_EQ(f.out, "[9707,1879]\n");
+  std::ofstream(d / "bad.jsonl") << "not json\n";
+  CmdResult b = run("tokenize -m " + dir + " --jsonl < " + (d / "bad.jsonl").string());
+  EXPECT_EQ(b.code, 1);
+  EXPECT_THAT(b.out, HasSubstr("line 1"));
+  fs::remove_all(d);
+}
+
 TEST(CliErrors, MissingModelDirectory) {
   CmdResult r = run("-m /nonexistent/model --ids 1,2");
   EXPECT_EQ(r.code, 1);

@@ -100,6 +100,18 @@ INFER_API infer_status infer_detokenize(const infer_model* model, const int32_t*
 /* The id of a token given by its exact text (added tokens included), or -1. */
 INFER_API int32_t infer_token_lookup(const infer_model* model, const char* text);
 
+/* A tokenizer on its own, for directories that hold only tokenizer.json (+ tokenizer_config.json).
+ * infer_model_tokenizer returns the model's own (borrowed: valid while the model lives; NULL if it has none). */
+typedef struct infer_tokenizer infer_tokenizer;
+INFER_API infer_status infer_tokenizer_load(const char* dir, infer_tokenizer** out);
+INFER_API void infer_tokenizer_free(infer_tokenizer* tok);
+INFER_API const infer_tokenizer* infer_model_tokenizer(const infer_model* model);
+INFER_API infer_status infer_tokenizer_encode(const infer_tokenizer* tok, const char* text, size_t len, bool add_special,
+                                              int32_t* out, int32_t cap, int32_t* n_out);
+INFER_API infer_status infer_tokenizer_decode(const infer_tokenizer* tok, const int32_t* ids, int32_t n,
+                                              bool skip_special, char* out, size_t cap, size_t* n_out);
+INFER_API int32_t infer_tokenizer_vocab_size(const infer_tokenizer* tok);
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Context: KV cache and scratch for one sequence                                                     */
 

@@ -25,6 +25,56 @@ inline void check(infer_status s) {
   if (s != INFER_OK) throw Exception(s, infer_last_error());
 }
 
+// Encode/decode through a tokenizer handle (a model's own, or one loaded on its own with Tokenizer).
+class TokenizerRef {
+ public:
+  explicit TokenizerRef(const infer_tokenizer* t = nullptr) : t_(t) {}
+  const infer_tokenizer* get() const { return t_; }
+  explicit operator bool() const { return t_ != nullptr; }
+  int32_t vocab_size() const { return infer_tokenizer_vocab_size(t_); }
+
+  std::vector<int32_t> encode(const std::string& text, bool add_special = false) const {
+    int32_t n = 0;
+    std::vector<int32_t> ids(text.size() + 8);
+    infer_status s = infer_tokenizer_encode(t_, text.data(), text.size(), add_special, ids.data(), int32_t(ids.size()), &n);
+    if (s == INFER_ERR_INVALID_ARG && n > int32_t(ids.size())) {
+      ids.resize(n);
+      s = infer_tokenizer_encode(t_, text.data(), text.size(), add_special, ids.data(), n, &n);
+    }
+    check(s);
+    ids.resize(n);
+    return ids;
+  }
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const {
+    size_t n = 0;
+    std::string out(ids.size() * 8 + 16, '\0');
+    infer_status s = infer_tokenizer_decode(t_, ids.data(), int32_t(ids.size()), skip_special, out.data(), out.size(), &n);
+    if (s == INFER_ERR_INVALID_ARG && n > out.size()) {
+      out.resize(n);
+      s = infer_tokenizer_decode(t_, ids.data(), int32_t(ids.size()), skip_special, out.data(), out.size(), &n);
+    }
+    check(s);
+    out.resize(n);
+    return out;
+  }
+
+ protected:
+  const infer_tokenizer* t_;
+};
+
+// A tokenizer loaded from a directory holding tokenizer.json (no model needed).
+class Tokenizer : public TokenizerRef {
+ public:
+  explicit Tokenizer(const std::string& dir) {
+    infer_tokenizer* t = nullptr;
+    check(infer_tokenizer_load(dir.c_str(), &t));
+    t_ = t;
+  }
+  ~Tokenizer() { infer_tokenizer_free(const_cast<infer_tokenizer*>(t_)); }
+  Tokenizer(const Tokenizer&) = delete;
+  Tokenizer& operator=(const Tokenizer&) = delete;
+};
+
 class Model {
  public:
   explicit Model(const std::string& dir, const infer_model_params& params = infer_model_default_params()) {
@@ -56,32 +106,23 @@ class Model {
     return v;
   }
 
+  // The model's tokenizer (empty if the directory has no tokenizer.json).
+  TokenizerRef tokenizer() const { return TokenizerRef(infer_model_tokenizer(m_)); }
   std::vector<int32_t> tokenize(const std::string& text, bool add_special = false) const {
-    int32_t n = 0;
-    std::vector<int32_t> ids(text.size() + 8);
-    infer_status s = infer_tokenize(m_, text.data(), text.size(), add_special, ids.data(), int32_t(ids.size()), &n);
-    if (s == INFER_ERR_INVALID_ARG && n > int32_t(ids.size())) {
-      ids.resize(n);
-      s = infer_tokenize(m_, text.data(), text.size(), add_special, ids.data(), n, &n);
-    }
-    check(s);
-    ids.resize(n);
-    return ids;
+    return need_tokenizer().encode(text, add_special);
   }
   std::string detokenize(const std::vector<int32_t>& ids, bool skip_special = false) const {
-    size_t n = 0;
-    std::string out(ids.size() * 8 + 16, '\0');
-    infer_status s = infer_detokenize(m_, ids.data(), int32_t(ids.size()), skip_special, out.data(), out.size(), &n);
-    if (s == INFER_ERR_INVALID_ARG && n > out.size()) {
-      out.resize(n);
-      s = infer_detokenize(m_, ids.data(), int32_t(ids.size()), skip_special, out.data(), out.size(), &n);
-    }
-    check(s);
-    out.resize(n);
-    return out;
+    return need_tokenizer().decode(ids, skip_special);
   }
 
  private:
+  TokenizerRef need_tokenizer() const {
+    if (!has_tokenizer()) {
+      int32_t n = 0;
+      check(infer_tokenize(m_, "", 0, false, nullptr, 0, &n));  // fails with the library's message
+    }
+    return tokenizer();
+  }
   infer_model* m_ = nullptr;
   double load_ms_ = 0;
 };

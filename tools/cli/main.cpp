@@ -200,18 +200,35 @@ int cmd_dump(const std::string& dir, const std::string& ids_s, const std::string
   return 0;
 }
 
-int cmd_tokenize(const std::string& dir, const std::string& text_arg, const std::string& file, bool as_json) {
-  infer::Model model = load_model(dir, true);
+int cmd_tokenize(const std::string& dir, const std::string& text_arg, const std::string& file, bool as_json,
+                 bool jsonl) {
+  infer::Tokenizer tok(dir);  // a model directory or one with only the tokenizer files
+  if (jsonl) {
+    // One JSON string per input line → one JSON array of ids per output line.
+    std::string line;
+    size_t lineno = 0;
+    while (std::getline(std::cin, line)) {
+      ++lineno;
+      json s;
+      try {
+        s = json::parse(line);
+      } catch (const json::exception& e) {
+        throw infer::Exception(INFER_ERR_FORMAT, "stdin line " + std::to_string(lineno) + ": not JSON: " + e.what());
+      }
+      if (!s.is_string())
+        throw infer::Exception(INFER_ERR_FORMAT, "stdin line " + std::to_string(lineno) + ": expected a JSON string");
+      std::cout << json(tok.encode(s.get<std::string>())).dump() << "\n";
+    }
+    return 0;
+  }
   std::string text = text_arg;
   if (!file.empty()) text = read_file_or_stdin(file);
-  const auto ids = model.tokenize(text, false);
+  const auto ids = tok.encode(text, false);
   if (as_json) {
     std::cout << json(ids).dump() << "\n";
   } else {
-    for (int32_t id : ids) {
-      std::string piece = model.detokenize({id});
-      std::cout << id << "\t" << json(piece).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
-    }
+    for (int32_t id : ids)
+      std::cout << id << "\t" << json(tok.decode({id})).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
   }
   return 0;
 }
@@ -263,11 +280,13 @@ int main(int argc, char** argv) {
 
   auto* tok = app.add_subcommand("tokenize", "Print the token ids (and pieces) of a text");
   std::string t_model, t_text, t_file;
-  bool t_json = false;
-  tok->add_option("-m,--model", t_model, "Model (or tokenizer-only) directory")->required();
+  bool t_json = false, t_jsonl = false;
+  tok->add_option("-m,--model", t_model, "Model directory, or one holding only tokenizer.json (+ tokenizer_config.json)")
+      ->required();
   tok->add_option("text", t_text, "Text to tokenize");
   tok->add_option("-f,--file", t_file, "Read the exact bytes of FILE ('-' for stdin)");
   tok->add_flag("--json", t_json, "Print a JSON array of ids");
+  tok->add_flag("--jsonl", t_jsonl, "Read one JSON string per stdin line, write one JSON array of ids per line");
 
   try {
     app.parse(argc, argv);
@@ -276,7 +295,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (*dump) return cmd_dump(d_model, d_ids, d_out, d_threads);
-    if (*tok) return cmd_tokenize(t_model, t_text, t_file, t_json);
+    if (*tok) return cmd_tokenize(t_model, t_text, t_file, t_json, t_jsonl);
     if (ro.model_dir.empty()) {
       std::cerr << app.help() << "\nerror: -m/--model is required\n";
       return 2;
