@@ -17,7 +17,6 @@
 #include <array>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <sstream>
 
 #include "common.h"
@@ -390,15 +389,16 @@ constexpr BosEosClass kBosEosClasses[] = {
     {"CohereTokenizer", true, false}, {"GPTNeoXTokenizer", false, false},
 };
 
+struct AddedSplit {
+  size_t begin, end;
+  int32_t token;  // index into added_, or -1 for plain text
+};
+
 // Per-thread scratch buffers for encode (encode is const and may run on many threads at once).
 struct EncodeScratch {
   std::vector<Span> cur, next, matches;
   std::string prefixed;
-};
-
-struct AddedSplit {
-  size_t begin, end;
-  int32_t token;  // index into added_, or -1 for plain text
+  std::vector<AddedSplit> raw_parts, norm_parts;  // added-token splits of the raw / normalized text
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -421,7 +421,7 @@ class HfTokenizer final : public Tokenizer {
 
  private:
   void load_tokenizer_json(const std::string& path);
-  void load_config(const std::string& path, const std::string& dir);
+  void load_config(const std::string& path);
   void parse_normalizer(const JsonReader& r, const json& j, const std::string& path);
   void parse_pre_tokenizer(const JsonReader& r, const json& j, const std::string& path);
   void parse_decoder(const JsonReader& r, const json& j, const std::string& path);
@@ -460,7 +460,7 @@ HfTokenizer::HfTokenizer(const std::string& dir) {
   prefix_ = template_prefix_;
   suffix_ = template_suffix_;
   const std::string cfg_path = dir + "/tokenizer_config.json";
-  if (file_exists(cfg_path)) load_config(cfg_path, dir);
+  if (file_exists(cfg_path)) load_config(cfg_path);
   if (chat_template_.empty() && file_exists(dir + "/chat_template.jinja")) {
     chat_template_ = read_file(dir + "/chat_template.jinja");
   }
@@ -736,7 +736,7 @@ int32_t HfTokenizer::lookup_special(const JsonReader& r, const json& tok, const 
   return id;
 }
 
-void HfTokenizer::load_config(const std::string& path, const std::string& dir) {
+void HfTokenizer::load_config(const std::string& path) {
   const JsonReader r(path);
   const json cfg = parse_json(read_file(path), path);
   if (!cfg.is_object()) r.format_error("(root)", "expected a JSON object");
@@ -778,7 +778,6 @@ void HfTokenizer::load_config(const std::string& path, const std::string& dir) {
     if (add_bos) prefix_.push_back(bos_id_);
     if (add_eos) suffix_.push_back(eos_id_);
   }
-  (void)dir;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -855,7 +854,7 @@ void HfTokenizer::encode_plain(std::string_view text, std::vector<int32_t>& out,
     if (!norm.empty()) encode_piece(norm, out, sc);
     return;
   }
-  std::vector<AddedSplit> parts;
+  std::vector<AddedSplit>& parts = sc.norm_parts;
   find_added(norm, norm_trie_, parts);
   for (const AddedSplit& p : parts) {
     if (p.end == p.begin) continue;
@@ -881,7 +880,7 @@ std::vector<int32_t> HfTokenizer::encode(std::string_view text, bool add_special
   if (raw_trie_.empty()) {
     encode_plain(text, out, sc);
   } else {
-    std::vector<AddedSplit> parts;
+    std::vector<AddedSplit>& parts = sc.raw_parts;
     find_added(text, raw_trie_, parts);
     for (const AddedSplit& p : parts) {
       if (p.end == p.begin) continue;

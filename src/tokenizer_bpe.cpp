@@ -3,6 +3,9 @@
 #include "tokenizer_bpe.h"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdio>
 #include <cstring>
 
 #include "common.h"
@@ -52,8 +55,6 @@ void StringIdMap::reserve(size_t n) {
     slots_[i] = s;
   }
 }
-
-void StringIdMap::grow() { reserve(std::max<size_t>(16, slots_.size())); }
 
 void StringIdMap::set(std::string_view key, int32_t id) {
   if ((count_ + 1) * 2 > slots_.size()) reserve(std::max<size_t>(16, (count_ + 1) * 2));
@@ -169,11 +170,47 @@ bool ByteLevelAlphabet::decode(std::string_view s, std::string& out) const {
 // The model.
 
 namespace {
+
 constexpr uint32_t kNoRank = ~0u;
+
+// Word → ids cache, one per thread and model (encode is const and may run on many threads). A
+// direct-mapped table of fixed-size entries: no allocation per word, no locks; a colliding word
+// just replaces the entry. Words longer than kMaxKey bytes or with more than kMaxIds tokens are not
+// cached (they are rare, and their merge loop dominates the lookup anyway).
+constexpr size_t kCacheSlots = size_t{1} << 14;
+constexpr size_t kMaxKey = 22;
+constexpr size_t kMaxIds = 8;
+
+struct CacheEntry {
+  uint64_t hash = 0;
+  uint8_t key_len = 0, n_ids = 0;
+  char key[kMaxKey];
+  int32_t ids[kMaxIds];
+};
+
+struct WordCache {
+  uint64_t owner = 0;  // BpeModel::instance_ (never reused, so a dead model's entries never match)
+  std::vector<CacheEntry> slots;
+};
+
+WordCache& thread_cache(uint64_t owner) {
+  thread_local std::array<WordCache, 2> caches;
+  thread_local size_t next = 0;
+  for (WordCache& c : caches) {
+    if (c.owner == owner) return c;
+  }
+  WordCache& c = caches[next++ % caches.size()];
+  c.owner = owner;
+  c.slots.assign(kCacheSlots, CacheEntry{});
+  return c;
 }
 
+std::atomic<uint64_t> next_instance{1};
+
+}  // namespace
+
 BpeModel::BpeModel(Config cfg, const std::string& where)
-    : fuse_unk_(cfg.fuse_unk), ignore_merges_(cfg.ignore_merges) {
+    : fuse_unk_(cfg.fuse_unk), ignore_merges_(cfg.ignore_merges), instance_(next_instance++) {
   const ByteLevelAlphabet& alpha = ByteLevelAlphabet::get();
 
   int32_t max_id = -1;
@@ -303,11 +340,12 @@ void BpeModel::merge_scan(std::vector<int32_t>& syms) const {
     }
     if (best == kNoRank) break;
     syms[at] = ids[at];
-    // Remove symbol at+1 and pair at+1 (pair `at` now joins at and at+2).
-    std::memmove(&syms[at + 1], &syms[at + 2], (n - at - 2) * sizeof(int32_t));
-    if (at + 2 < n) {
-      std::memmove(&ranks[at + 1], &ranks[at + 2], (n - at - 3) * sizeof(uint32_t));
-      std::memmove(&ids[at + 1], &ids[at + 2], (n - at - 3) * sizeof(int32_t));
+    // Remove symbol at+1 and pair at+1 (pair `at` now joins at and at+2). Plain loops: the arrays
+    // are short, and a memmove call costs more than the copy.
+    for (size_t i = at + 1; i + 1 < n; ++i) syms[i] = syms[i + 1];
+    for (size_t i = at + 1; i + 2 < n; ++i) {
+      ranks[i] = ranks[i + 1];
+      ids[i] = ids[i + 1];
     }
     --n;
     if (at + 1 < n) {
@@ -399,10 +437,28 @@ void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& out) const 
     out.push_back(byte_syms_[static_cast<unsigned char>(word[0])][0]);
     return;
   }
+  const bool cacheable = word.size() <= kMaxKey;
+  CacheEntry* entry = nullptr;
+  uint64_t h = 0;
+  if (cacheable) {
+    h = hash_bytes(word) | 1;  // never 0, the empty entry's hash
+    entry = &thread_cache(instance_).slots[h & (kCacheSlots - 1)];
+    if (entry->hash == h && entry->key_len == word.size() && std::memcmp(entry->key, word.data(), word.size()) == 0) {
+      out.insert(out.end(), entry->ids, entry->ids + entry->n_ids);
+      return;
+    }
+  }
   thread_local std::vector<int32_t> syms;
   initial_symbols(word, syms);
   merge(syms, false);
   out.insert(out.end(), syms.begin(), syms.end());
+  if (cacheable && syms.size() <= kMaxIds) {
+    entry->hash = h;
+    entry->key_len = static_cast<uint8_t>(word.size());
+    entry->n_ids = static_cast<uint8_t>(syms.size());
+    std::memcpy(entry->key, word.data(), word.size());
+    std::copy(syms.begin(), syms.end(), entry->ids);
+  }
 }
 
 }  // namespace infer

@@ -26,7 +26,6 @@ class StringIdMap {
     uint32_t off = 0, len = 0;
     int32_t id = -1;  // -1 = empty slot
   };
-  void grow();
   std::vector<Slot> slots_;
   std::string arena_;
   size_t count_ = 0;
@@ -139,6 +138,7 @@ class BpeModel {
   bool fuse_unk_ = false;
   bool ignore_merges_ = false;
   bool simple_bytes_ = true;  // every byte maps to exactly one id
+  uint64_t instance_;         // identifies this model's entries in the per-thread word caches
 };
 
 }  // namespace infer
