@@ -1,0 +1,85 @@
+// common.cuh — what every kernel file includes: the portability layer (simt.h), the tensor-core and
+// async-copy helpers (arch.cuh), warp/block reductions, and the one launch helper used by both builds.
+//
+// Build: nvcc compiles kernels/*.cu for the GPU; cmake/simt.cmake compiles the same files as C++ with
+// -DINFER_SIMT into infer_simt, where infer_launch runs the kernel in the SIMT emulator (docs/simt.md).
+#pragma once
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "arch.cuh"
+#include "simt.h"
+
+namespace infer {
+
+__device__ __forceinline__ unsigned lane_id() { return threadIdx.x % 32u; }
+
+// Sum / max over the 32 lanes of a full warp; every lane gets the result.
+__device__ __forceinline__ float warp_reduce_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_reduce_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum / max over a 1-D block whose size is a multiple of 32 (at most 1024); every thread gets the
+// result. Must be reached by all threads of the block; may be called repeatedly.
+// note: each warp reduces the per-warp partials itself, so no second broadcast barrier is needed; the
+// leading barrier keeps a previous call's readers of `partial` apart from this call's writers.
+__device__ __forceinline__ float block_reduce_sum(float v) {
+  __shared__ float partial[32];
+  const unsigned lane = threadIdx.x % 32u, warp = threadIdx.x / 32u, nwarps = blockDim.x / 32u;
+  v = warp_reduce_sum(v);
+  __syncthreads();
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  return warp_reduce_sum(lane < nwarps ? partial[lane] : 0.0f);
+}
+__device__ __forceinline__ float block_reduce_max(float v) {
+  __shared__ float partial[32];
+  const unsigned lane = threadIdx.x % 32u, warp = threadIdx.x / 32u, nwarps = blockDim.x / 32u;
+  v = warp_reduce_max(v);
+  __syncthreads();
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  return warp_reduce_max(lane < nwarps ? partial[lane] : -INFINITY);
+}
+
+}  // namespace infer
+
+// Launches `kernel` on (grid, block) with smem_bytes of dynamic shared memory: <<<>>> under nvcc
+// (returns cudaGetLastError()), the emulator under INFER_SIMT (returns cudaSuccess, throws
+// infer::simt::LaunchError on diagnostics unless a simt::Capture is alive). Arguments convert to the
+// kernel's parameter types as in a real launch.
+#if defined(__CUDACC__)
+template <class... Params, class... Args>
+inline cudaError_t infer_launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_bytes,
+                                cudaStream_t stream, Args&&... args) {
+  kernel<<<grid, block, smem_bytes, stream>>>(std::forward<Args>(args)...);
+  return cudaGetLastError();
+}
+#else
+template <class... Params, class... Args>
+inline cudaError_t infer_launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_bytes,
+                                cudaStream_t stream, Args&&... args) {
+  static_assert(sizeof...(Params) == sizeof...(Args), "infer_launch: argument count does not match the kernel");
+  (void)stream;  // streams are ordered no-ops in the emulator: the launch is synchronous
+  struct Ctx {
+    void (*kernel)(Params...);
+    std::tuple<std::decay_t<Params>...> params;
+  };
+  Ctx ctx{kernel, std::tuple<std::decay_t<Params>...>(std::forward<Args>(args)...)};
+  ::infer::simt::launch(::infer::simt::LaunchConfig{reinterpret_cast<const void*>(kernel), grid, block, smem_bytes},
+                        [](void* p) {
+                          auto* c = static_cast<Ctx*>(p);
+                          std::apply(c->kernel, c->params);  // each thread gets its own copy of the arguments
+                        },
+                        &ctx);
+  return cudaSuccess;
+}
+#endif
