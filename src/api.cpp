@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common.h"
+#include "cpu/ops.h"
 #include "session.h"
 #include "generate.h"
 #include "model.h"
@@ -81,6 +82,8 @@ const char* infer_status_name(infer_status s) {
 }
 
 const char* infer_version(void) { return INFER_VERSION_STRING; }
+
+const char* infer_system_info(void) { return infer::cpu::isa_name(infer::cpu::active_isa()); }
 
 // ---- model
 

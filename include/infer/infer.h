@@ -46,6 +46,8 @@ INFER_API const char* infer_last_error(void);
 INFER_API const char* infer_status_name(infer_status status);
 /* Library version, "MAJOR.MINOR.PATCH". */
 INFER_API const char* infer_version(void);
+/* The compute paths in use, e.g. "avx512" (CPU kernels chosen at run time; INFER_CPU_ISA overrides). */
+INFER_API const char* infer_system_info(void);
 
 typedef struct infer_model infer_model;
 typedef struct infer_context infer_context;

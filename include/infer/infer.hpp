@@ -97,6 +97,8 @@ class Model {
   std::string desc() const { return infer_model_desc(m_); }
   int32_t vocab_size() const { return infer_model_vocab_size(m_); }
   bool is_random() const { return infer_model_is_random(m_); }
+  int64_t n_params() const { return infer_model_n_params(m_); }
+  int64_t weight_bytes() const { return infer_model_weight_bytes(m_); }
   bool has_tokenizer() const { return infer_model_has_tokenizer(m_); }
   double load_ms() const { return load_ms_; }
   infer_sampler_params sampler_defaults() const { return infer_model_sampler_defaults(m_); }

@@ -46,6 +46,7 @@ Isa initial_isa() {
   return std::min(want, g_best);
 }
 Isa g_isa = initial_isa();
+int64_t g_min_parallel_work = 65536;
 
 // ---- portable kernel: any dtype, one (token, row) dot at a time
 void matmul_rows_generic(const float* x, int64_t ldx, const Matrix& w, float* y, int64_t ldy, int64_t T,
@@ -204,6 +205,8 @@ void matmul_rows(const float* x, int64_t ldx, const Matrix& w, float* y, int64_t
 
 Isa active_isa() { return g_isa; }
 void set_isa(Isa isa) { g_isa = std::min(isa, g_best); }
+int64_t min_parallel_work() { return g_min_parallel_work; }
+void set_min_parallel_work(int64_t macs) { g_min_parallel_work = std::max<int64_t>(1, macs); }
 const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::Avx512: return "avx512";
@@ -220,7 +223,10 @@ void matmul(ThreadPool& pool, const float* x, int64_t ldx, const Matrix& w, floa
   const int64_t tblock = 64;
   for (int64_t t0 = 0; t0 < T; t0 += tblock) {
     const int64_t tn = std::min(tblock, T - t0);
-    pool.parallel_for(w.rows, 16, [&](int, int64_t n0, int64_t n1) {
+    // Each thread gets at least ~64K multiply-adds: waking a thread for less costs more than it saves.
+    const int64_t macs_per_row = std::max<int64_t>(1, w.cols * tn);
+    const int64_t grain = std::max<int64_t>(16, (g_min_parallel_work / macs_per_row + 15) / 16 * 16);
+    pool.parallel_for(w.rows, grain, [&](int, int64_t n0, int64_t n1) {
       matmul_rows(x + t0 * ldx, ldx, w, y + t0 * ldy, ldy, tn, n0, n1);
     });
   }

@@ -14,6 +14,10 @@ enum class Isa { Generic, Avx2, Avx512 };
 Isa active_isa();               // detected once (or INFER_CPU_ISA)
 void set_isa(Isa isa);          // for tests; clamps to what the CPU supports
 const char* isa_name(Isa isa);
+// Work (multiply-adds) below which a kernel does not split across threads (waking one costs more). Tests lower it
+// to make tiny models exercise the multi-threaded paths.
+int64_t min_parallel_work();
+void set_min_parallel_work(int64_t macs);
 
 // A weight matrix W [rows = out_features, cols = in_features] in PyTorch layout, bf16 or f32.
 struct Matrix {

@@ -174,7 +174,8 @@ void Qwen3::forward(ForwardState& base, ThreadPool& pool, const int32_t* ids, in
     emit(pfx + "v", st.v.data(), kvw);
 
     // Causal attention: one (token, head) pair per work item; query t sees keys 0..pos0+t.
-    pool.parallel_for(T * nh, 1, [&](int tid, int64_t b, int64_t e) {
+    const int64_t att_grain = std::max<int64_t>(1, cpu::min_parallel_work() / (n_kv * d * 2));
+    pool.parallel_for(T * nh, att_grain, [&](int tid, int64_t b, int64_t e) {
       float* sc = st.scores.data() + size_t(tid) * st.n_ctx;
       for (int64_t i = b; i < e; ++i) {
         const int64_t t = i / nh, h = i % nh, g = h / rep, nk = pos0 + t + 1;

@@ -1,0 +1,242 @@
+// cmd_bench.cpp — `infer bench`: prompt-processing (pp) and text-generation (tg) throughput with llama-bench's
+// meaning and field names, so scripts and plots written for llama-bench work unchanged.
+//
+//   pp<N>: one N-token prompt evaluated as a batch from an empty cache;  t/s = N / time
+//   tg<N>: N tokens decoded one at a time from an empty cache;           t/s = N / time
+// Each test runs once as a warm-up, then -r times; the result is mean ± stddev of the per-run t/s.
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <thread>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "infer/infer.hpp"
+
+#ifndef INFER_GIT_COMMIT
+#define INFER_GIT_COMMIT "unknown"
+#endif
+
+using json = nlohmann::json;
+
+namespace {
+
+struct BenchArgs {
+  std::string model;
+  std::string prompts = "512", gens = "128", threads;
+  int reps = 5;
+  std::string output = "md";
+  std::string device = "cpu";
+  int ctx_extra = 0;
+};
+
+std::vector<int> parse_list(const std::string& s, const char* what) {
+  std::vector<int> v;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    try {
+      size_t pos = 0;
+      const int x = std::stoi(item, &pos);
+      if (pos != item.size() || x < 0) throw std::invalid_argument(item);
+      v.push_back(x);
+    } catch (const std::exception&) {
+      throw infer::Exception(INFER_ERR_INVALID_ARG, std::string(what) + ": '" + item + "' is not a non-negative integer");
+    }
+  }
+  return v;
+}
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+double peak_rss_mib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is KiB on Linux
+}
+
+std::string iso_time() {
+  char buf[64];
+  const std::time_t t = std::time(nullptr);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+struct Record {
+  int n_threads, n_prompt, n_gen;
+  std::vector<double> ns;  // per repetition
+};
+
+// Times one repetition of pp (n_prompt > 0) or tg (n_gen > 0) on a fresh cache.
+double run_once(infer::Context& ctx, int n_prompt, int n_gen, int vocab, std::mt19937& rng) {
+  std::uniform_int_distribution<int32_t> tok(0, vocab - 1);
+  ctx.truncate(0);
+  using clock = std::chrono::steady_clock;
+  if (n_prompt > 0) {
+    std::vector<int32_t> ids(n_prompt);
+    for (auto& id : ids) id = tok(rng);
+    const auto t0 = clock::now();
+    ctx.eval(ids);
+    return std::chrono::duration<double, std::nano>(clock::now() - t0).count();
+  }
+  const auto t0 = clock::now();
+  for (int i = 0; i < n_gen; ++i) ctx.eval({tok(rng)});
+  return std::chrono::duration<double, std::nano>(clock::now() - t0).count();
+}
+
+int run_bench(const BenchArgs& a) {
+  if (a.device != "cpu")
+    throw infer::Exception(INFER_ERR_UNSUPPORTED, "--device " + a.device +
+                                                      ": this build has only the CPU backend (the CUDA backend is not built yet)");
+  if (a.output != "md" && a.output != "json" && a.output != "csv")
+    throw infer::Exception(INFER_ERR_INVALID_ARG, "-o must be md, json or csv");
+  const auto pps = parse_list(a.prompts, "-p"), tgs = parse_list(a.gens, "-n");
+  auto ths = parse_list(a.threads, "-t");
+  if (ths.empty()) ths.push_back(0);
+  if (a.reps < 1) throw infer::Exception(INFER_ERR_INVALID_ARG, "-r must be at least 1");
+
+  infer_model_params mp = infer_model_default_params();
+  mp.load_tokenizer = false;
+  infer::Model model(a.model, mp);
+  const int vocab = model.vocab_size();
+  int max_tokens = 1;
+  for (int p : pps) max_tokens = std::max(max_tokens, p);
+  for (int g : tgs) max_tokens = std::max(max_tokens, g);
+
+  std::vector<Record> recs;
+  std::mt19937 rng(1234);
+  for (int t : ths) {
+    infer_context_params cp = infer_context_default_params();
+    cp.n_ctx = max_tokens;
+    cp.n_batch = std::max(1, *std::max_element(pps.begin(), pps.end()) > 0 ? 512 : 1);
+    cp.n_threads = t;
+    infer::Context ctx(model, cp);
+    const int nt = t > 0 ? t : int(std::thread::hardware_concurrency());
+    auto run_test = [&](int p, int g) {
+      Record r{nt, p, g, {}};
+      run_once(ctx, p, g, vocab, rng);  // warm-up
+      for (int i = 0; i < a.reps; ++i) r.ns.push_back(run_once(ctx, p, g, vocab, rng));
+      recs.push_back(r);
+      if (a.output == "md")
+        std::fprintf(stderr, "  %s%d, %d threads: done\n", p ? "pp" : "tg", p ? p : g, nt);
+    };
+    for (int p : pps)
+      if (p > 0) run_test(p, 0);
+    for (int g : tgs)
+      if (g > 0) run_test(0, g);
+  }
+
+  const std::string dtype = "bf16";
+  const double rss = peak_rss_mib();
+  json arr = json::array();
+  for (const auto& r : recs) {
+    const int n = r.n_prompt + r.n_gen;
+    std::vector<double> ts;
+    double avg_ns = 0;
+    for (double ns : r.ns) {
+      ts.push_back(n * 1e9 / ns);
+      avg_ns += ns / double(r.ns.size());
+    }
+    double avg_ts = 0, sd_ts = 0, sd_ns = 0;
+    for (double v : ts) avg_ts += v / double(ts.size());
+    for (size_t i = 0; i < ts.size(); ++i) {
+      sd_ts += (ts[i] - avg_ts) * (ts[i] - avg_ts);
+      sd_ns += (r.ns[i] - avg_ns) * (r.ns[i] - avg_ns);
+    }
+    const double denom = ts.size() > 1 ? double(ts.size() - 1) : 1.0;  // sample stddev, as llama-bench
+    json j;
+    j["build_commit"] = INFER_GIT_COMMIT;
+    j["build_version"] = infer_version();
+    j["cpu_info"] = cpu_model();
+    j["gpu_info"] = "";
+    j["backends"] = "CPU";
+    j["backend"] = "cpu";
+    j["system_info"] = infer_system_info();
+    j["model_filename"] = a.model;
+    j["model_type"] = model.desc();
+    j["model_size"] = model.weight_bytes();
+    j["model_n_params"] = model.n_params();
+    j["dtype"] = dtype;
+    j["n_batch"] = 512;
+    j["n_ubatch"] = 512;
+    j["n_threads"] = r.n_threads;
+    j["type_k"] = "f32";
+    j["type_v"] = "f32";
+    j["n_gpu_layers"] = 0;
+    j["use_mmap"] = true;
+    j["n_prompt"] = r.n_prompt;
+    j["n_gen"] = r.n_gen;
+    j["n_depth"] = 0;
+    j["test_time"] = iso_time();
+    j["avg_ns"] = int64_t(avg_ns);
+    j["stddev_ns"] = int64_t(std::sqrt(sd_ns / denom));
+    j["avg_ts"] = avg_ts;
+    j["stddev_ts"] = std::sqrt(sd_ts / denom);
+    j["samples_ns"] = r.ns;
+    j["samples_ts"] = ts;
+    j["peak_rss_mib"] = rss;
+    arr.push_back(j);
+  }
+
+  if (a.output == "json") {
+    std::cout << arr.dump(2) << "\n";
+  } else if (a.output == "csv") {
+    const char* cols[] = {"build_commit", "cpu_info", "backends", "model_filename", "model_type", "model_size",
+                          "model_n_params", "dtype", "n_threads", "n_prompt", "n_gen", "test_time", "avg_ns",
+                          "stddev_ns", "avg_ts", "stddev_ts", "peak_rss_mib"};
+    for (size_t i = 0; i < std::size(cols); ++i) std::cout << (i ? "," : "") << cols[i];
+    std::cout << "\n";
+    for (const auto& j : arr) {
+      for (size_t i = 0; i < std::size(cols); ++i) {
+        const json& v = j[cols[i]];
+        std::cout << (i ? "," : "") << (v.is_string() ? "\"" + v.get<std::string>() + "\"" : v.dump());
+      }
+      std::cout << "\n";
+    }
+  } else {
+    std::printf("| model | size | params | backend | threads | test | t/s |\n");
+    std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
+    for (const auto& j : arr) {
+      const int p = j["n_prompt"], g = j["n_gen"];
+      std::printf("| %s | %.2f GiB | %.2f B | CPU (%s) | %d | %s%d | %.2f ± %.2f |\n",
+                  model.arch().c_str(), double(j["model_size"].get<int64_t>()) / (1 << 30),
+                  double(j["model_n_params"].get<int64_t>()) / 1e9, infer_system_info(), j["n_threads"].get<int>(),
+                  p ? "pp" : "tg", p ? p : g, j["avg_ts"].get<double>(), j["stddev_ts"].get<double>());
+    }
+    std::printf("\nbuild: %s, peak RSS %.0f MiB\n", INFER_GIT_COMMIT, rss);
+  }
+  return 0;
+}
+
+}  // namespace
+
+CLI::App* add_bench_command(CLI::App& app, std::function<int()>* run) {
+  auto a = std::make_shared<BenchArgs>();
+  auto* b = app.add_subcommand("bench", "Measure prompt processing (pp) and generation (tg) speed, like llama-bench");
+  b->add_option("-m,--model", a->model, "Model directory")->required();
+  b->add_option("-p,--n-prompt", a->prompts, "Prompt lengths for pp tests, comma-separated (0 = none)")->capture_default_str();
+  b->add_option("-n,--n-gen", a->gens, "Token counts for tg tests, comma-separated (0 = none)")->capture_default_str();
+  b->add_option("-r,--repetitions", a->reps, "Repetitions of each test")->capture_default_str();
+  b->add_option("-t,--threads", a->threads, "Thread counts, comma-separated (default: all cores)");
+  b->add_option("-o,--output", a->output, "Output format: md, json or csv")->capture_default_str();
+  b->add_option("--device", a->device, "cpu or cuda")->capture_default_str();
+  *run = [a] { return run_bench(*a); };
+  return b;
+}
