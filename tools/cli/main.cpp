@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "commands.h"
 #include "infer/infer.hpp"
 
 using json = nlohmann::json;
@@ -239,7 +240,8 @@ int main(int argc, char** argv) {
   CLI::App app{"infer — run Hugging Face LLM checkpoints (Qwen3, …) on the CPU\n\n"
                "  infer -m ~/models/Qwen3-0.6B -p \"Hello\"           generate from a prompt\n"
                "  infer dump -m DIR --ids 1,2,3 -o out.safetensors   logits + per-layer intermediates\n"
-               "  infer tokenize -m DIR \"some text\"                  token ids and pieces\n",
+               "  infer tokenize -m DIR \"some text\"                  token ids and pieces\n"
+               "  infer bench -m DIR -p 512 -n 128 -t 1,2            pp/tg tokens per second (llama-bench style)\n",
                "infer"};
   app.set_version_flag("--version", std::string("infer ") + infer_version());
   app.require_subcommand(0, 1);
@@ -288,12 +290,16 @@ int main(int argc, char** argv) {
   tok->add_flag("--json", t_json, "Print a JSON array of ids");
   tok->add_flag("--jsonl", t_jsonl, "Read one JSON string per stdin line, write one JSON array of ids per line");
 
+  std::function<int()> bench_run;
+  auto* bench = add_bench_command(app, &bench_run);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   try {
+    if (*bench) return bench_run();
     if (*dump) return cmd_dump(d_model, d_ids, d_out, d_threads);
     if (*tok) return cmd_tokenize(t_model, t_text, t_file, t_json, t_jsonl);
     if (ro.model_dir.empty()) {
