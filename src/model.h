@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "backend.h"
 #include "cpu/ops.h"
 #include "hf_config.h"
 #include "safetensors.h"
@@ -18,11 +19,25 @@ namespace infer {
 // Called with each named intermediate of a forward pass: name ("layers.3.attn_out"), data [rows, cols].
 using DumpFn = std::function<void(const std::string& name, const float* data, int64_t rows, int64_t cols)>;
 
-// Per-sequence state the model's forward pass uses: KV cache and scratch. Created by Transformer::new_state.
+// Per-sequence state the model's forward pass uses: KV cache and scratch in backend memory.
+// Created by Transformer::new_state; frees its buffers through the backend that made them.
 struct ForwardState {
-  virtual ~ForwardState() = default;
+  explicit ForwardState(Backend& b) : backend(b) {}
+  virtual ~ForwardState() {
+    for (float* p : buffers) backend.release(p);
+    for (void* p : kv) backend.release_kv(p);
+  }
+  ForwardState(const ForwardState&) = delete;
+  ForwardState& operator=(const ForwardState&) = delete;
+  float* buffer(int64_t n) { return buffers.emplace_back(backend.alloc(n)); }
+  void* kv_cache(int64_t n_ctx, int64_t width) { return kv.emplace_back(backend.alloc_kv(n_ctx, width)); }
+
+  Backend& backend;
   int64_t n_ctx = 0;
+  int64_t n_batch = 0;
   int64_t n_past = 0;  // tokens in the cache
+  std::vector<float*> buffers;
+  std::vector<void*> kv;
 };
 
 struct LoadOptions {
@@ -44,11 +59,12 @@ class Transformer {
   static std::unique_ptr<Transformer> load(const std::string& dir, const LoadOptions& opts, bool load_tokenizer);
 
   // Creates the KV cache and scratch for a context of n_ctx tokens processing up to n_batch per step.
-  virtual std::unique_ptr<ForwardState> new_state(int64_t n_ctx, int64_t n_batch) const = 0;
-  // Runs tokens ids[0..n) at positions st.n_past.. and appends them to the cache. Writes logits for the last
-  // position (logits: [vocab]) or for every position (all_logits: [n, vocab]). Caller checks capacity and ids.
-  virtual void forward(ForwardState& st, ThreadPool& pool, const int32_t* ids, int64_t n, float* logits,
-                       bool all_logits, const DumpFn* dump) const = 0;
+  virtual std::unique_ptr<ForwardState> new_state(Backend& backend, int64_t n_ctx, int64_t n_batch) const = 0;
+  // Runs tokens ids[0..n) (n <= n_batch) at positions st.n_past.. and appends them to the cache. Writes host logits
+  // for the last position (logits: [vocab]) or for every position (all_logits: [n, vocab]). The caller checks
+  // capacity and ids. dump, if given, receives every named intermediate (host copies).
+  virtual void forward(ForwardState& st, const int32_t* ids, int64_t n, float* logits, bool all_logits,
+                       const DumpFn* dump) const = 0;
   virtual int64_t vocab_size() const { return config.vocab_size; }
   virtual int64_t kv_bytes_per_token() const = 0;
   virtual int64_t n_params() const;

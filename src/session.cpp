@@ -8,14 +8,20 @@
 namespace infer {
 
 Session::Session(const Transformer& model, int64_t n_ctx, int n_threads, int64_t n_batch)
-    : model_(model), n_ctx_(n_ctx), n_batch_(std::min(n_batch, n_ctx)), pool_(n_threads) {
+    : model_(model), n_ctx_(n_ctx), n_batch_(std::min(n_batch, n_ctx)), backend_(std::make_unique<CpuBackend>(n_threads)) {
   if (n_ctx <= 0) fail(INFER_ERR_INVALID_ARG, "context size must be positive");
-  try {
-    state_ = model.new_state(n_ctx_, n_batch_);
-  } catch (const std::bad_alloc&) {
+  auto oom = [&] {
     fail(INFER_ERR_OUT_OF_MEMORY, "out of memory allocating the KV cache for " + std::to_string(n_ctx) + " tokens (" +
                                       std::to_string(model.kv_bytes_per_token() * n_ctx >> 20) +
                                       " MiB); use a smaller context (-c)");
+  };
+  try {
+    state_ = model.new_state(*backend_, n_ctx_, n_batch_);
+  } catch (const std::bad_alloc&) {
+    oom();
+  } catch (const Error& e) {
+    if (e.code() == INFER_ERR_OUT_OF_MEMORY) oom();
+    throw;
   }
 }
 
@@ -36,12 +42,10 @@ void Session::eval(const int32_t* ids, int64_t n, bool all_logits, const DumpFn*
   state_->n_past = n_past();
   for (int64_t b = 0; b < n; b += n_batch_) {
     const int64_t m = std::min(n_batch_, n - b);
-    const bool last = b + m == n;
     float* out = all_logits ? logits_.data() + b * V : logits_.data();
-    // Without all_logits only the final step's last row matters; earlier steps still write one row.
-    model_.forward(*state_, pool_, ids + b, m, out, all_logits, dump);
+    // Without all_logits only the final step's last row matters; earlier steps write it and are overwritten.
+    model_.forward(*state_, ids + b, m, out, all_logits, dump);
     tokens_.insert(tokens_.end(), ids + b, ids + b + m);
-    (void)last;
   }
 }
 

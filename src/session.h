@@ -5,7 +5,7 @@
 #include <memory>
 #include <vector>
 
-#include "cpu/thread_pool.h"
+#include "cpu/backend_cpu.h"
 #include "model.h"
 
 namespace infer {
@@ -18,7 +18,7 @@ class Session {
   int64_t n_ctx() const { return n_ctx_; }
   int64_t n_past() const { return int64_t(tokens_.size()); }
   const std::vector<int32_t>& tokens() const { return tokens_; }
-  ThreadPool& pool() { return pool_; }
+  Backend& backend() { return *backend_; }
 
   // Evaluates ids at the end of the cache (split into n_batch steps). Throws INFER_ERR_CONTEXT_FULL /
   // INFER_ERR_INVALID_ARG before touching the cache if the tokens do not fit or an id is out of range.
@@ -30,7 +30,7 @@ class Session {
  private:
   const Transformer& model_;
   int64_t n_ctx_, n_batch_;
-  ThreadPool pool_;
+  std::unique_ptr<Backend> backend_;
   std::unique_ptr<ForwardState> state_;
   std::vector<int32_t> tokens_;
   std::vector<float> logits_;

@@ -37,12 +37,14 @@ import os
 # At most 2 CPU threads (must be set before torch starts its pools).
 for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_v, "2")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning when the 2 cores are shared
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import argparse
 import filecmp
 import json
 import shutil
+import struct
 import sys
 import tempfile
 import time
@@ -360,6 +362,23 @@ def acceptable(ref: dict, b16: dict) -> tuple[bool, str]:
     return True, f"min margin {mmin:.4f}"
 
 
+def save_safetensors_canonical(tensors: dict, path: Path, metadata: dict) -> None:
+    """safetensors.torch.save_file, but with a reproducible header: safetensors 0.8 writes the
+    __metadata__ map in hash order, so the same content gives different bytes on every run. Re-emit the
+    header JSON with sorted keys (the data section and its offsets are unchanged)."""
+    blob = safetensors.torch.save(tensors, metadata=metadata)
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8 : 8 + n])
+    meta = header.pop("__metadata__", {})
+    canon = {"__metadata__": dict(sorted(meta.items()))}
+    canon.update(sorted(header.items()))
+    hb = json.dumps(canon, separators=(",", ":"), ensure_ascii=True).encode()
+    hb += b" " * (-len(hb) % 8)
+    path.write_bytes(struct.pack("<Q", len(hb)) + hb + blob[8 + n :])
+    back = safetensors.torch.load_file(str(path))  # round-trip check
+    assert set(back) == set(tensors) and all(torch.equal(back[k], tensors[k]) for k in tensors)
+
+
 def reference_metadata(name: str, seed: int, ref: dict) -> dict:
     t = ref["tensors"]
     meta = versions()
@@ -457,7 +476,7 @@ def write_tiny(name: str, out_root: Path) -> dict:
     tensors = dict(ref["tensors"])
     tensors["logits_bf16"] = bf16_check(load_bf16(out))["logits_bf16"]
     meta = reference_metadata(name, seed, ref)
-    safetensors.torch.save_file(tensors, str(out / "reference.safetensors"), metadata=meta)
+    save_safetensors_canonical(tensors, out / "reference.safetensors", meta)
     (out / "reference.json").write_text(reference_json(name, seed, ref, meta))
     mmin = float(ref["tensors"]["greedy_margins"].min())
     log(f"[{name}] seed {seed}, min greedy margin {mmin:.4f}, attention_scaling {ref['attention_scaling']}")

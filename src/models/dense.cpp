@@ -1,0 +1,160 @@
+// dense.cpp — see dense.h.
+//
+// Numerics: fp32 activations, weights as stored (bf16), fp32 accumulation — what HF computes when the bf16
+// checkpoint is run with .float(), which is how tools/make_tiny_models.py makes the references.
+#include "models/dense.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common.h"
+
+namespace infer::models {
+namespace {
+
+// Scratch of one forward step, carved from the state's buffers (all fp32, backend memory).
+struct DenseState : ForwardState {
+  using ForwardState::ForwardState;
+  std::vector<void*> k_cache, v_cache;  // per layer: (n_ctx, nkv*d)
+  float *x, *xn, *q, *k, *v, *att, *gate, *up, *logits;
+};
+
+}  // namespace
+
+std::unique_ptr<ForwardState> DenseDecoder::new_state(Backend& backend, int64_t n_ctx, int64_t n_batch) const {
+  const auto& c = config;
+  const int64_t kvw = c.num_key_value_heads * c.head_dim, qw = c.num_attention_heads * c.head_dim;
+  auto st = std::make_unique<DenseState>(backend);
+  st->n_ctx = n_ctx;
+  st->n_batch = n_batch;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    st->k_cache.push_back(st->kv_cache(n_ctx, kvw));
+    st->v_cache.push_back(st->kv_cache(n_ctx, kvw));
+  }
+  st->x = st->buffer(n_batch * c.hidden_size);
+  st->xn = st->buffer(n_batch * std::max(c.hidden_size, qw));
+  st->q = st->buffer(n_batch * qw);
+  st->k = st->buffer(n_batch * kvw);
+  st->v = st->buffer(n_batch * kvw);
+  st->att = st->buffer(n_batch * qw);
+  st->gate = st->buffer(n_batch * c.intermediate_size);
+  st->up = st->buffer(n_batch * c.intermediate_size);
+  st->logits = st->buffer(n_batch * c.vocab_size);
+  return st;
+}
+
+int64_t DenseDecoder::kv_bytes_per_token() const {
+  return config.num_hidden_layers * 2 * config.num_key_value_heads * config.head_dim * int64_t(sizeof(float));
+}
+
+void DenseDecoder::bind_weights(const LoadOptions& opts) {
+  const auto& c = config;
+  const int64_t H = c.hidden_size, d = c.head_dim, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  const int64_t I = c.intermediate_size, V = c.vocab_size;
+  embed_ = &weights->get("model.embed_tokens.weight", {V, H}, "vocab_size, hidden_size");
+  bound_.push_back("model.embed_tokens.weight");
+  if (embed_->dtype != DType::BF16 && embed_->dtype != DType::F32 && embed_->dtype != DType::F16)
+    fail(INFER_ERR_UNSUPPORTED, "tensor model.embed_tokens.weight in " + embed_->file + " has dtype " +
+                                    dtype_name(embed_->dtype) + "; supported: BF16, F16, F32");
+  final_norm_ = &vector("model.norm.weight", H, "hidden_size");
+  if (c.tie_word_embeddings) {
+    lm_head_ = matrix("model.embed_tokens.weight", V, H, "vocab_size, hidden_size");
+    if (weights->find("lm_head.weight")) bound_.push_back("lm_head.weight");  // saved anyway by some tools
+  } else {
+    lm_head_ = matrix("lm_head.weight", V, H, "vocab_size, hidden_size (tie_word_embeddings=false)");
+  }
+  layers_.resize(c.num_hidden_layers);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    Layer& L = layers_[l];
+    L.attn_norm = &vector(p + "input_layernorm.weight", H, "hidden_size");
+    L.wq = matrix(p + "self_attn.q_proj.weight", nh * d, H, "num_attention_heads*head_dim, hidden_size");
+    L.wk = matrix(p + "self_attn.k_proj.weight", nkv * d, H, "num_key_value_heads*head_dim, hidden_size");
+    L.wv = matrix(p + "self_attn.v_proj.weight", nkv * d, H, "num_key_value_heads*head_dim, hidden_size");
+    L.wo = matrix(p + "self_attn.o_proj.weight", H, nh * d, "hidden_size, num_attention_heads*head_dim");
+    if (opts_.qkv_bias) {
+      L.bq = &vector(p + "self_attn.q_proj.bias", nh * d, "num_attention_heads*head_dim");
+      L.bk = &vector(p + "self_attn.k_proj.bias", nkv * d, "num_key_value_heads*head_dim");
+      L.bv = &vector(p + "self_attn.v_proj.bias", nkv * d, "num_key_value_heads*head_dim");
+    }
+    if (opts_.qk_norm) {
+      L.q_norm = &vector(p + "self_attn.q_norm.weight", d, "head_dim");
+      L.k_norm = &vector(p + "self_attn.k_norm.weight", d, "head_dim");
+    }
+    L.ffn_norm = &vector(p + "post_attention_layernorm.weight", H, "hidden_size");
+    L.w_gate = matrix(p + "mlp.gate_proj.weight", I, H, "intermediate_size, hidden_size");
+    L.w_up = matrix(p + "mlp.up_proj.weight", I, H, "intermediate_size, hidden_size");
+    L.w_down = matrix(p + "mlp.down_proj.weight", H, I, "hidden_size, intermediate_size");
+    if (opts.progress && !opts.progress(0.9f * float(l + 1) / float(c.num_hidden_layers)))
+      fail(INFER_ERR_CANCELLED, "model load cancelled");
+  }
+  rope_ = make_rope_table(d, c.rope_theta, c.rope_scaling, c.max_position_embeddings);
+}
+
+void DenseDecoder::forward(ForwardState& base, const int32_t* ids, int64_t T, float* logits, bool all_logits,
+                           const DumpFn* dump) const {
+  auto& st = static_cast<DenseState&>(base);
+  Backend& be = st.backend;
+  const auto& c = config;
+  const int64_t H = c.hidden_size, d = c.head_dim, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  const int64_t I = c.intermediate_size, V = c.vocab_size, qw = nh * d, kvw = nkv * d;
+  const int64_t pos0 = st.n_past;
+  const float eps = float(c.rms_norm_eps);
+  const float scale = 1.0f / std::sqrt(float(d));
+  std::vector<float> host;
+  auto emit = [&](const std::string& name, const float* data, int64_t rows, int64_t cols) {
+    if (!dump) return;
+    host.resize(size_t(rows * cols));
+    be.to_host(data, host.data(), rows * cols);
+    (*dump)(name, host.data(), rows, cols);
+  };
+
+  be.embed(*embed_, ids, T, st.x, H);
+  emit("embed", st.x, T, H);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const Layer& L = layers_[l];
+    const std::string pfx = "layers." + std::to_string(l) + ".";
+    be.rmsnorm(st.x, H, *L.attn_norm, st.xn, H, T, H, eps);
+    emit(pfx + "attn_norm", st.xn, T, H);
+    be.matmul(st.xn, H, L.wq, st.q, qw, T);
+    be.matmul(st.xn, H, L.wk, st.k, kvw, T);
+    be.matmul(st.xn, H, L.wv, st.v, kvw, T);
+    if (L.bq) {
+      be.add_bias(st.q, qw, *L.bq, T);
+      be.add_bias(st.k, kvw, *L.bk, T);
+      be.add_bias(st.v, kvw, *L.bv, T);
+    }
+    be.head_norm_rope(st.q, qw, T, nh, d, L.q_norm, eps, pos0, rope_);
+    be.head_norm_rope(st.k, kvw, T, nkv, d, L.k_norm, eps, pos0, rope_);
+    emit(pfx + "q", st.q, T, qw);
+    emit(pfx + "k", st.k, T, kvw);
+    emit(pfx + "v", st.v, T, kvw);
+    be.kv_write(st.k_cache[l], kvw, pos0, st.k, kvw, T);
+    be.kv_write(st.v_cache[l], kvw, pos0, st.v, kvw, T);
+    be.attention(st.q, qw, st.k_cache[l], st.v_cache[l], st.att, qw, T, pos0, nh, nkv, d, scale);
+    emit(pfx + "attn", st.att, T, qw);
+    be.matmul(st.att, qw, L.wo, st.xn, H, T);
+    emit(pfx + "attn_out", st.xn, T, H);
+    be.add(st.x, H, st.xn, H, T, H);
+
+    be.rmsnorm(st.x, H, *L.ffn_norm, st.xn, H, T, H, eps);
+    emit(pfx + "ffn_norm", st.xn, T, H);
+    be.matmul(st.xn, H, L.w_gate, st.gate, I, T);
+    be.matmul(st.xn, H, L.w_up, st.up, I, T);
+    be.swiglu(st.gate, I, st.up, I, st.gate, I, T, I);
+    be.matmul(st.gate, I, L.w_down, st.xn, H, T);
+    emit(pfx + "ffn_out", st.xn, T, H);
+    be.add(st.x, H, st.xn, H, T, H);
+    emit(pfx + "out", st.x, T, H);
+  }
+
+  // Final norm and lm_head on the rows whose logits are wanted.
+  const int64_t r0 = all_logits ? 0 : T - 1, rows = T - r0;
+  be.rmsnorm(st.x + r0 * H, H, *final_norm_, st.xn, H, rows, H, eps);
+  emit("final_norm", st.xn, rows, H);
+  be.matmul(st.xn, H, lm_head_, st.logits, V, rows);
+  be.to_host(st.logits, logits, rows * V);
+  st.n_past = pos0 + T;
+}
+
+}  // namespace infer::models
