@@ -28,6 +28,7 @@ struct infer_model {
 struct infer_context {
   infer_model* model;
   std::unique_ptr<infer::Session> c;
+  std::string device;
 };
 struct infer_sampler {
   std::unique_ptr<infer::Sampler> s;
@@ -209,6 +210,7 @@ infer_context_params infer_context_default_params(void) {
   p.n_ctx = 0;
   p.n_threads = 0;
   p.n_batch = 0;
+  p.device = nullptr;
   return p;
 }
 
@@ -223,12 +225,15 @@ infer_status infer_context_create(infer_model* m, const infer_context_params* pa
     const int64_t n_batch = p.n_batch > 0 ? p.n_batch : 512;
     auto c = std::make_unique<infer_context>();
     c->model = m;
-    c->c = std::make_unique<infer::Session>(*m->m, n_ctx, p.n_threads, n_batch);
+    c->c = std::make_unique<infer::Session>(*m->m, n_ctx, infer::make_backend(p.device ? p.device : "auto", p.n_threads),
+                                            n_batch);
+    c->device = c->c->backend().name();
     *out = c.release();
   });
 }
 
 void infer_context_free(infer_context* ctx) { delete ctx; }
+const char* infer_context_device(const infer_context* c) { return c ? c->device.c_str() : ""; }
 int32_t infer_context_n_ctx(const infer_context* c) { return c ? int32_t(c->c->n_ctx()) : 0; }
 int32_t infer_context_n_past(const infer_context* c) { return c ? int32_t(c->c->n_past()) : 0; }
 int64_t infer_context_kv_bytes_per_token(const infer_context* c) { return c ? c->c->model().kv_bytes_per_token() : 0; }

@@ -10,6 +10,7 @@
 //   - ops are enqueued in order; to_host() waits for them.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "cpu/ops.h"
@@ -59,5 +60,9 @@ class Backend {
   // x += y, rows of width n.
   virtual void add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) = 0;
 };
+
+// Creates the backend named by `device`: "cpu", "cuda"/"cuda:N", or "auto" (CUDA when this build has it and a
+// usable GPU is present, else CPU). Throws INFER_ERR_UNSUPPORTED with the reason when the device is unavailable.
+std::unique_ptr<Backend> make_backend(const std::string& device, int n_threads);
 
 }  // namespace infer

@@ -7,8 +7,8 @@
 
 namespace infer {
 
-Session::Session(const Transformer& model, int64_t n_ctx, int n_threads, int64_t n_batch)
-    : model_(model), n_ctx_(n_ctx), n_batch_(std::min(n_batch, n_ctx)), backend_(std::make_unique<CpuBackend>(n_threads)) {
+Session::Session(const Transformer& model, int64_t n_ctx, std::unique_ptr<Backend> backend, int64_t n_batch)
+    : model_(model), n_ctx_(n_ctx), n_batch_(std::min(n_batch, n_ctx)), backend_(std::move(backend)) {
   if (n_ctx <= 0) fail(INFER_ERR_INVALID_ARG, "context size must be positive");
   auto oom = [&] {
     fail(INFER_ERR_OUT_OF_MEMORY, "out of memory allocating the KV cache for " + std::to_string(n_ctx) + " tokens (" +

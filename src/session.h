@@ -12,7 +12,10 @@ namespace infer {
 
 class Session {
  public:
-  Session(const Transformer& model, int64_t n_ctx, int n_threads, int64_t n_batch);
+  Session(const Transformer& model, int64_t n_ctx, std::unique_ptr<Backend> backend, int64_t n_batch);
+  // CPU backend with n_threads threads.
+  Session(const Transformer& model, int64_t n_ctx, int n_threads, int64_t n_batch)
+      : Session(model, n_ctx, std::make_unique<CpuBackend>(n_threads), n_batch) {}
 
   const Transformer& model() const { return model_; }
   int64_t n_ctx() const { return n_ctx_; }

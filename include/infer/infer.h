@@ -121,11 +121,14 @@ typedef struct infer_context_params {
   int32_t n_ctx;     /* tokens in the KV cache; <= 0: min(max_position_embeddings, 4096) */
   int32_t n_threads; /* compute threads; <= 0: all cores */
   int32_t n_batch;   /* max tokens per forward step in prefill; <= 0: 512 */
+  const char* device; /* "cpu", "cuda" (or "cuda:N"); NULL or "auto": CUDA when a usable GPU is present, else CPU */
 } infer_context_params;
 
 INFER_API infer_context_params infer_context_default_params(void);
 INFER_API infer_status infer_context_create(infer_model* model, const infer_context_params* params, infer_context** out);
 INFER_API void infer_context_free(infer_context* ctx);
+/* The backend the context runs on ("cpu", "cuda"). */
+INFER_API const char* infer_context_device(const infer_context* ctx);
 
 INFER_API int32_t infer_context_n_ctx(const infer_context* ctx);
 /* Tokens currently in the KV cache. */
@@ -220,6 +223,26 @@ typedef struct infer_generate_result {
 INFER_API infer_status infer_generate(infer_context* ctx, const int32_t* prompt, int32_t n_prompt,
                                       const infer_generate_params* params, infer_token_callback callback,
                                       void* user_data, infer_generate_result* result);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Chat templates                                                                                     */
+
+/* Renders a conversation with the model's chat template, byte for byte what transformers'
+ * tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=…, tokenize=False,
+ * **kwargs) gives. messages_json: a JSON array of messages ({"role": …, "content": …, "tool_calls": …});
+ * tools_json: a JSON array of tool schemas or NULL; kwargs_json: a JSON object of extra template
+ * variables (e.g. {"enable_thinking": false}) or NULL. The template is chat_template.jinja in the
+ * model directory if present, else tokenizer_config.json's chat_template. Writes up to `cap` bytes
+ * (no NUL) and sets *n_out to the full length (same overflow rule as infer_tokenize). Errors raised by
+ * the template (raise_exception, a message it cannot handle) are INFER_ERR_INVALID_ARG; a directory
+ * without a chat template is INFER_ERR_UNSUPPORTED. */
+INFER_API infer_status infer_chat_render(const infer_model* model, const char* messages_json, const char* tools_json,
+                                         const char* kwargs_json, bool add_generation_prompt, char* out, size_t cap,
+                                         size_t* n_out);
+/* The same for a directory holding only tokenizer_config.json and/or chat_template.jinja (no weights). */
+INFER_API infer_status infer_chat_render_dir(const char* dir, const char* messages_json, const char* tools_json,
+                                             const char* kwargs_json, bool add_generation_prompt, char* out,
+                                             size_t cap, size_t* n_out);
 
 #ifdef __cplusplus
 }

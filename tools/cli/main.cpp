@@ -95,6 +95,7 @@ struct RunOptions {
   bool seed_set = false;
   int threads = 0;
   int ctx = 0;
+  std::string device = "auto";
   std::vector<std::string> stop;
   bool raw = true;
   bool json_out = false;
@@ -117,6 +118,7 @@ int cmd_run(const RunOptions& o) {
   infer_context_params cp = infer_context_default_params();
   cp.n_ctx = o.ctx;
   cp.n_threads = o.threads;
+  cp.device = o.device.c_str();
   infer::Context ctx(model, cp);
 
   infer_generate_params gp = infer_generate_default_params();
@@ -263,6 +265,8 @@ int main(int argc, char** argv) {
   auto* o_rep = app.add_option("--repeat-penalty", repeat, "Repetition penalty, HF style (1 = off)");
   auto* o_seed = app.add_option("-s,--seed", ro.seed, "RNG seed (default: random)");
   app.add_option("-t,--threads", ro.threads, "Compute threads (default: all cores)");
+  app.add_option("--device", ro.device, "Compute device: cpu, cuda, cuda:N or auto (CUDA when a usable GPU is present)")
+      ->capture_default_str();
   app.add_option("-c,--ctx-size", ro.ctx, "Context size in tokens (default: min(max_position_embeddings, 4096))");
   app.add_option("--stop", ro.stop, "Stop when this text is generated (repeatable; not printed)");
   app.add_flag("--raw", ro.raw, "Feed the prompt as plain text (no chat template)");
