@@ -335,6 +335,7 @@ infer_generate_params infer_generate_default_params(void) {
   p.n_stop = 0;
   p.n_logprobs = 0;
   p.sampling = infer_sampler_default_params();
+  p.thinking_budget = -1;
   p.ignore_eos = false;
   return p;
 }
@@ -350,6 +351,7 @@ infer_status infer_generate(infer_context* c, const int32_t* prompt, int32_t n_p
       if (params->stop[i] && params->stop[i][0]) o.stop.emplace_back(params->stop[i]);
     o.n_logprobs = params->n_logprobs;
     o.ignore_eos = params->ignore_eos;
+    o.thinking_budget = params->thinking_budget;
     std::vector<int32_t> eos(16);
     eos.resize(std::min(16, infer_model_eos_ids(c->model, eos.data(), 16)));
     o.eos_ids = eos;

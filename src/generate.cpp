@@ -81,6 +81,10 @@ float log_softmax_at(const float* l, int32_t V, int32_t id, int32_t n_top, std::
 
 }  // namespace
 
+const char* const kThinkingCutText =
+    "\n\nConsidering the limited time by the user, I have to give the solution based on the thinking directly now.\n"
+    "</think>\n\n";
+
 infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_prompt, Sampler& sampler,
                                const GenerateOptions& opts,
                                const std::function<bool(const infer_token_info&)>& on_token) {
@@ -94,6 +98,24 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
     if (prompt[i] < 0 || prompt[i] >= V)
       fail(INFER_ERR_INVALID_ARG, "prompt token id " + std::to_string(prompt[i]) + " is outside the vocabulary [0, " +
                                       std::to_string(V) + ")");
+
+  // Reasoning markers, when the tokenizer has them. A prompt that ends inside <think> (R1's forced "<think>\n",
+  // or a user prefill) starts generation in the reasoning phase.
+  const Tokenizer* tok = ctx.model().tokenizer.get();
+  const int32_t think_open = tok ? tok->token_id("<think>") : -1;
+  const int32_t think_close = tok ? tok->token_id("</think>") : -1;
+  std::vector<int32_t> cut_ids;
+  if (opts.thinking_budget >= 0) {
+    if (think_open < 0 || think_close < 0)
+      fail(INFER_ERR_UNSUPPORTED, "a thinking budget needs a tokenizer with <think> and </think> tokens; this model has none");
+    cut_ids = tok->encode(kThinkingCutText, false);
+  }
+  bool in_think = false;
+  for (int64_t i = 0; i < n_prompt; ++i) {
+    if (prompt[i] == think_open && think_open >= 0) in_think = true;
+    if (prompt[i] == think_close && think_close >= 0) in_think = false;
+  }
+  int32_t think_count = 0;
 
   // Reuse the cached prefix; always re-evaluate at least the last prompt token to get its logits.
   const auto& cached = ctx.tokens();
@@ -109,7 +131,6 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
   sampler.reset();
   for (int64_t i = 0; i < n_prompt; ++i) sampler.accept(prompt[i], true);
 
-  const Tokenizer* tok = ctx.model().tokenizer.get();
   std::unique_ptr<StreamDecoder> dec;
   if (tok) dec = std::make_unique<StreamDecoder>(*tok);
   StopMatcher stop(opts.stop);
@@ -118,17 +139,34 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
 
   const auto t1 = std::chrono::steady_clock::now();
   res.finish_reason = INFER_FINISH_LENGTH;
-  bool stop_hit = false;
-  for (;;) {
-    if (opts.max_tokens > 0 && res.gen_tokens >= opts.max_tokens) break;
-    const float* logits = ctx.logits();
-    const int32_t id = sampler.sample(logits, V);
-    sampler.accept(id, false);
+  bool stop_hit = false, done = false;
+  auto budget_left = [&] { return opts.max_tokens <= 0 || res.gen_tokens < opts.max_tokens; };
+
+  // Hands one token to the caller. Returns false when generation must end (cancel, eos, stop string).
+  auto emit = [&](int32_t id, const float* logits, bool forced) {
     res.gen_tokens++;
-    const bool is_eos = !opts.ignore_eos && std::find(opts.eos_ids.begin(), opts.eos_ids.end(), id) != opts.eos_ids.end();
     infer_token_info info{};
     info.id = id;
-    info.logprob = log_softmax_at(logits, V, id, opts.n_logprobs, top_ids, top_lp);
+    info.forced = forced;
+    if (id == think_open && think_open >= 0) {
+      info.phase = INFER_PHASE_THINK_TAG;
+      in_think = true;
+      think_count = 0;
+    } else if (id == think_close && think_close >= 0) {
+      info.phase = INFER_PHASE_THINK_TAG;
+      in_think = false;
+      res.reasoning_tokens++;
+    } else if (in_think) {
+      info.phase = INFER_PHASE_REASONING;
+      think_count++;
+      res.reasoning_tokens++;
+    } else {
+      info.phase = INFER_PHASE_ANSWER;
+    }
+    const bool is_eos = !forced && !opts.ignore_eos &&
+                        std::find(opts.eos_ids.begin(), opts.eos_ids.end(), id) != opts.eos_ids.end();
+    if (logits) info.logprob = log_softmax_at(logits, V, id, opts.n_logprobs, top_ids, top_lp);
+    else top_ids.clear(), top_lp.clear();
     info.n_top = int32_t(top_ids.size());
     info.top_ids = top_ids.data();
     info.top_logprobs = top_lp.data();
@@ -139,14 +177,35 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
     info.text_len = text.size();
     if (!on_token(info)) {
       res.finish_reason = INFER_FINISH_CANCELLED;
-      break;
+      return false;
     }
     if (is_eos || stopped) {
       stop_hit = stopped;
       res.finish_reason = INFER_FINISH_STOP;
-      break;
+      return false;
     }
-    if (opts.max_tokens > 0 && res.gen_tokens >= opts.max_tokens) break;
+    return true;
+  };
+
+  while (!done && budget_left()) {
+    if (in_think && opts.thinking_budget >= 0 && think_count >= opts.thinking_budget) {
+      // The budget is spent: insert the stop-thinking text (it ends with </think>), then the model answers.
+      if (ctx.n_past() + int64_t(cut_ids.size()) > ctx.n_ctx()) break;  // no room: "length"
+      res.thinking_cut = true;
+      for (int32_t id : cut_ids)
+        if (!budget_left() || !emit(id, nullptr, true)) {
+          done = true;
+          break;
+        }
+      if (done) break;
+      ctx.eval(cut_ids.data(), int64_t(cut_ids.size()), false);
+      continue;
+    }
+    const float* logits = ctx.logits();
+    const int32_t id = sampler.sample(logits, V);
+    sampler.accept(id, false);
+    if (!emit(id, logits, false)) break;
+    if (!budget_left()) break;
     if (ctx.n_past() >= ctx.n_ctx()) break;  // the context is full: finish with "length"
     ctx.eval(&id, 1, false);
   }
@@ -160,6 +219,7 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
     if (!rest.empty()) {
       infer_token_info info{};
       info.id = -1;  // no token: trailing text only
+      info.phase = in_think ? INFER_PHASE_REASONING : INFER_PHASE_ANSWER;
       info.text = rest.data();
       info.text_len = rest.size();
       on_token(info);

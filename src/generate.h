@@ -17,7 +17,11 @@ struct GenerateOptions {
   int32_t n_logprobs = 0;
   bool ignore_eos = false;
   std::vector<int32_t> eos_ids;
+  int32_t thinking_budget = -1;  // < 0: unlimited
 };
+
+// The text inserted when the thinking budget runs out (model-spec.md §7.3, the Qwen docs' form, byte for byte).
+extern const char* const kThinkingCutText;
 
 // Holds back output text while it could still be the start of a stop string.
 class StopMatcher {

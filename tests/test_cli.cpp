@@ -175,6 +175,28 @@ TEST(Cli, TokenizeJsonlAndFile) {
   fs::remove_all(d);
 }
 
+TEST(Cli, ThinkingBudgetJsonSplitsReasoningFromAnswer) {
+  const std::string prompt = "$'<|im_start|>user\\nhi<|im_end|>\\n<|im_start|>assistant\\n<think>\\n'";
+  CmdResult r = run_stdout("-m " + demo() + " -p " + prompt + " --raw --thinking-budget 4 -n 40 --temp 0 --ignore-eos --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["thinking_cut"], true);
+  const std::string reasoning = j["reasoning"];
+  const std::string cut = "\n\nConsidering the limited time by the user, I have to give the solution based on the thinking directly now.\n";
+  ASSERT_GE(reasoning.size(), cut.size());
+  EXPECT_EQ(reasoning.substr(reasoning.size() - cut.size()), cut);
+  // The answer never contains the reasoning or the tags; it starts with the "\n\n" after </think>.
+  const std::string text = j["text"];
+  EXPECT_EQ(text.find("</think>"), std::string::npos);
+  EXPECT_EQ(text.find("Considering the limited time"), std::string::npos);
+  EXPECT_EQ(text.substr(0, 2), "\n\n");
+  // Streaming output (not a TTY: no colour codes) carries the same bytes, tags included.
+  CmdResult s = run_stdout("-m " + demo() + " -p " + prompt + " --raw --thinking-budget 4 -n 40 --temp 0 --ignore-eos -q");
+  EXPECT_NE(s.out.find(cut + "</think>\n\n"), std::string::npos);
+  CmdResult h = run_stdout("-m " + demo() + " -p " + prompt + " --raw --thinking-budget 4 -n 40 --temp 0 --ignore-eos -q --hide-thinking");
+  EXPECT_EQ(h.out, text + "\n");
+}
+
 TEST(CliErrors, MissingModelDirectory) {
   CmdResult r = run("-m /nonexistent/model --ids 1,2");
   EXPECT_EQ(r.code, 1);

@@ -195,7 +195,13 @@ typedef struct infer_token_info {
   int32_t n_top;      /* entries in top_ids/top_logprobs (= n_logprobs) */
   const int32_t* top_ids;
   const float* top_logprobs;
+  int32_t phase;      /* INFER_PHASE_*: where this token belongs (answer, reasoning, or a <think>/</think> tag) */
+  bool forced;        /* inserted by the engine (the thinking-budget cut), not sampled */
 } infer_token_info;
+
+/* Phases of generated text for reasoning models (Qwen3, DeepSeek-R1): text between <think> and </think> is
+ * reasoning, the tags themselves are INFER_PHASE_THINK_TAG, everything else is the answer. */
+enum { INFER_PHASE_ANSWER = 0, INFER_PHASE_REASONING = 1, INFER_PHASE_THINK_TAG = 2 };
 
 /* Return false to stop generating (finish reason CANCELLED). */
 typedef bool (*infer_token_callback)(const infer_token_info* token, void* user_data);
@@ -206,6 +212,9 @@ typedef struct infer_generate_params {
   int32_t n_stop;
   int32_t n_logprobs;           /* top-N logprobs per token, 0..20 */
   infer_sampler_params sampling;
+  int32_t thinking_budget;      /* < 0: unlimited. Else after this many reasoning tokens without </think>, the engine
+                                   inserts "\n\nConsidering the limited time by the user, I have to give the solution
+                                   based on the thinking directly now.\n</think>\n\n" and the model goes on to answer */
   bool ignore_eos;
 } infer_generate_params;
 
@@ -217,6 +226,8 @@ typedef struct infer_generate_result {
   int32_t gen_tokens;
   double prompt_ms;
   double gen_ms;
+  int32_t reasoning_tokens; /* tokens generated inside <think> … </think> (the forced text included) */
+  bool thinking_cut;        /* the thinking budget ran out and the stop-thinking text was inserted */
 } infer_generate_result;
 
 /* Evaluates the prompt (reusing the cached prefix it shares with the context) and generates. */

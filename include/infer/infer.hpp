@@ -166,4 +166,43 @@ class Context {
   infer_context* c_ = nullptr;
 };
 
+namespace detail {
+// Calls a C function that fills a text buffer (cap, *n_out = full length) and grows the buffer once.
+template <typename F>
+std::string fill_text(F&& call) {
+  std::string out(4096, '\0');
+  size_t n = 0;
+  infer_status s = call(out.data(), out.size(), &n);
+  if (s == INFER_ERR_INVALID_ARG && n > out.size()) {
+    out.resize(n);
+    s = call(out.data(), out.size(), &n);
+  }
+  check(s);
+  out.resize(n);
+  return out;
+}
+inline const char* or_null(const std::string& s) { return s.empty() ? nullptr : s.c_str(); }
+}  // namespace detail
+
+// Renders a conversation (JSON text) with the chat template of a model or tokenizer directory: the
+// prompt transformers' apply_chat_template(…, tokenize=False) gives. Empty tools_json / kwargs_json
+// mean none (e.g. kwargs_json = R"({"enable_thinking": false})").
+inline std::string render_chat(const std::string& dir, const std::string& messages_json,
+                               const std::string& tools_json = "", const std::string& kwargs_json = "",
+                               bool add_generation_prompt = true) {
+  return detail::fill_text([&](char* out, size_t cap, size_t* n) {
+    return infer_chat_render_dir(dir.c_str(), messages_json.c_str(), detail::or_null(tools_json),
+                                 detail::or_null(kwargs_json), add_generation_prompt, out, cap, n);
+  });
+}
+
+// The same with a loaded model's chat template.
+inline std::string render_chat(const Model& model, const std::string& messages_json, const std::string& tools_json = "",
+                               const std::string& kwargs_json = "", bool add_generation_prompt = true) {
+  return detail::fill_text([&](char* out, size_t cap, size_t* n) {
+    return infer_chat_render(model.get(), messages_json.c_str(), detail::or_null(tools_json),
+                             detail::or_null(kwargs_json), add_generation_prompt, out, cap, n);
+  });
+}
+
 }  // namespace infer

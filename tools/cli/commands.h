@@ -5,3 +5,4 @@
 #include <functional>
 
 CLI::App* add_bench_command(CLI::App& app, std::function<int()>* run);
+CLI::App* add_render_command(CLI::App& app, std::function<int()>* run);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <unistd.h>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -102,6 +103,8 @@ struct RunOptions {
   int logprobs = 0;
   bool ignore_eos = false;
   bool quiet = false;
+  int thinking_budget = -1;
+  bool hide_thinking = false;
 };
 
 int cmd_run(const RunOptions& o) {
@@ -134,22 +137,36 @@ int cmd_run(const RunOptions& o) {
   gp.max_tokens = o.n_predict;
   gp.n_logprobs = o.logprobs;
   gp.ignore_eos = o.ignore_eos;
+  gp.thinking_budget = o.thinking_budget;
   std::vector<const char*> stops;
   for (const auto& s : o.stop) stops.push_back(s.c_str());
   gp.stop = stops.data();
   gp.n_stop = int32_t(stops.size());
 
   std::vector<int32_t> tokens;
-  std::string text;
+  std::string text, reasoning;
+  bool saw_thinking = false;
   json logprobs = json::array();
   const bool has_tok = model.has_tokenizer();
+  // Reasoning is shown apart from the answer: dimmed on a terminal, hidden with --hide-thinking, and in its own
+  // "reasoning" field with --json.
+  const bool tty = isatty(fileno(stdout));
+  bool dim_on = false;
+  auto set_dim = [&](bool on) {
+    if (tty && on != dim_on) std::fputs(on ? "\x1b[2m" : "\x1b[0m", stdout);
+    dim_on = on;
+  };
   g_interrupted = 0;
   std::signal(SIGINT, on_sigint);
   const auto t_load_ms = model.load_ms();
   infer_generate_result res = ctx.generate(prompt, gp, [&](const infer_token_info& t) {
     if (t.id >= 0) tokens.push_back(t.id);
-    text.append(t.text, t.text_len);
-    if (!o.json_out && t.text_len) {
+    const bool thinking = t.phase != INFER_PHASE_ANSWER;
+    saw_thinking = saw_thinking || thinking;
+    if (t.phase == INFER_PHASE_REASONING) reasoning.append(t.text, t.text_len);
+    if (t.phase == INFER_PHASE_ANSWER) text.append(t.text, t.text_len);
+    if (!o.json_out && t.text_len && !(thinking && o.hide_thinking)) {
+      set_dim(thinking);
       std::fwrite(t.text, 1, t.text_len, stdout);
       std::fflush(stdout);
     }
@@ -161,6 +178,7 @@ int cmd_run(const RunOptions& o) {
     return g_interrupted == 0;
   });
   std::signal(SIGINT, SIG_DFL);
+  set_dim(false);
   const char* reason = res.finish_reason == INFER_FINISH_STOP     ? "stop"
                        : res.finish_reason == INFER_FINISH_LENGTH ? "length"
                                                                   : "cancelled";
@@ -170,6 +188,8 @@ int cmd_run(const RunOptions& o) {
     json j;
     j["tokens"] = tokens;
     if (has_tok) j["text"] = text;
+    if (saw_thinking) j["reasoning"] = reasoning;
+    if (res.thinking_cut) j["thinking_cut"] = true;
     j["finish_reason"] = reason;
     j["timings"] = {{"load_ms", t_load_ms},       {"prompt_tokens", res.prompt_tokens}, {"prompt_ms", res.prompt_ms},
                     {"prompt_tps", ptps},         {"gen_tokens", res.gen_tokens},       {"gen_ms", res.gen_ms},
@@ -274,6 +294,11 @@ int main(int argc, char** argv) {
   app.add_option("--logprobs", ro.logprobs, "With --json: top-N log-probabilities of each generated token (0..20)")
       ->check(CLI::Range(0, 20));
   app.add_flag("--ignore-eos", ro.ignore_eos, "Do not stop at end-of-sequence tokens");
+  app.add_option("--thinking-budget", ro.thinking_budget,
+                 "Reasoning tokens allowed after <think>; then the engine closes the thinking and the model answers "
+                 "(-1: unlimited)")
+      ->capture_default_str();
+  app.add_flag("--hide-thinking", ro.hide_thinking, "Do not print the reasoning (text inside <think> … </think>)");
   app.add_flag("-q,--quiet", ro.quiet, "No load progress or timing line");
 
   auto* dump = app.add_subcommand("dump", "Write logits and named per-layer intermediates of --ids to a safetensors file");
@@ -296,6 +321,8 @@ int main(int argc, char** argv) {
 
   std::function<int()> bench_run;
   auto* bench = add_bench_command(app, &bench_run);
+  std::function<int()> render_run;
+  auto* render = add_render_command(app, &render_run);
 
   try {
     app.parse(argc, argv);
@@ -304,6 +331,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (*bench) return bench_run();
+    if (*render) return render_run();
     if (*dump) return cmd_dump(d_model, d_ids, d_out, d_threads);
     if (*tok) return cmd_tokenize(t_model, t_text, t_file, t_json, t_jsonl);
     if (ro.model_dir.empty()) {

@@ -1,0 +1,88 @@
+// api_chat.cpp — the chat-template part of the C API (infer_chat_render*, include/infer/infer.h):
+// renders JSON messages with the chat template of a model or tokenizer directory (chat_template.h).
+// Like every entry point in api.cpp, exceptions stop here and become a status + infer_last_error().
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "api_internal.h"
+#include "chat_template.h"
+#include "common.h"
+
+namespace {
+
+nlohmann::ordered_json parse_arg(const char* json, const char* what, bool nullable) {
+  if (!json) {
+    if (nullable) return nullptr;
+    infer::fail(INFER_ERR_INVALID_ARG, std::string(what) + " is NULL");
+  }
+  try {
+    return nlohmann::ordered_json::parse(json);
+  } catch (const nlohmann::ordered_json::exception& e) {
+    infer::fail(INFER_ERR_INVALID_ARG, std::string(what) + " is not valid JSON: " + e.what());
+  }
+}
+
+infer_status render_to(const std::string& dir, const char* messages_json, const char* tools_json,
+                       const char* kwargs_json, bool add_generation_prompt, char* out, size_t cap, size_t* n_out) {
+  if (!n_out) infer::fail(INFER_ERR_INVALID_ARG, "infer_chat_render: n_out is NULL");
+  *n_out = 0;
+  const auto messages = parse_arg(messages_json, "messages_json", false);
+  const auto tools = parse_arg(tools_json, "tools_json", true);
+  const auto kwargs = parse_arg(kwargs_json, "kwargs_json", true);
+  const infer::ChatTemplate ct = infer::ChatTemplate::from_dir(dir);
+  const std::string text = ct.render(messages, tools, add_generation_prompt, kwargs);
+  *n_out = text.size();
+  if (text.size() > cap)
+    infer::fail(INFER_ERR_INVALID_ARG, "infer_chat_render: the prompt needs " + std::to_string(text.size()) +
+                                           " bytes, the buffer has " + std::to_string(cap));
+  if (!text.empty()) {
+    if (!out) infer::fail(INFER_ERR_INVALID_ARG, "infer_chat_render: out is NULL");
+    std::memcpy(out, text.data(), text.size());
+  }
+  return INFER_OK;
+}
+
+}  // namespace
+
+// Stand-ins until api.cpp defines the two hooks of api_internal.h (a strong definition there
+// replaces these at link time; delete this block then). Without them the model variant cannot find
+// the model's directory and errors do not reach infer_last_error().
+__attribute__((weak)) const std::string& infer_model_dir_internal(const infer_model*) {
+  infer::fail(INFER_ERR_INTERNAL, "infer_chat_render: api.cpp does not define infer_model_dir_internal yet");
+}
+__attribute__((weak)) infer_status infer_guarded_internal(const std::function<void()>& f) {
+  try {
+    f();
+    return INFER_OK;
+  } catch (const infer::Error& e) {
+    return e.code();
+  } catch (const std::bad_alloc&) {
+    return INFER_ERR_OUT_OF_MEMORY;
+  } catch (const std::exception&) {
+    return INFER_ERR_INTERNAL;
+  }
+}
+
+extern "C" {
+
+INFER_API infer_status infer_chat_render_dir(const char* dir, const char* messages_json, const char* tools_json,
+                                             const char* kwargs_json, bool add_generation_prompt, char* out,
+                                             size_t cap, size_t* n_out) {
+  return infer_guarded_internal([&] {
+    if (!dir) infer::fail(INFER_ERR_INVALID_ARG, "infer_chat_render_dir: dir is NULL");
+    render_to(dir, messages_json, tools_json, kwargs_json, add_generation_prompt, out, cap, n_out);
+  });
+}
+
+INFER_API infer_status infer_chat_render(const infer_model* model, const char* messages_json, const char* tools_json,
+                                         const char* kwargs_json, bool add_generation_prompt, char* out, size_t cap,
+                                         size_t* n_out) {
+  return infer_guarded_internal([&] {
+    if (!model) infer::fail(INFER_ERR_INVALID_ARG, "infer_chat_render: model is NULL");
+    render_to(infer_model_dir_internal(model), messages_json, tools_json, kwargs_json, add_generation_prompt, out,
+              cap, n_out);
+  });
+}
+
+}  // extern "C"
