@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "api_internal.h"
 #include "common.h"
 #include "cpu/ops.h"
 #include "session.h"
@@ -62,6 +63,10 @@ infer_status invalid(const char* what) {
 }
 
 }  // namespace
+
+// Hooks for C entry points implemented in other files (api_internal.h).
+const std::string& infer_model_dir_internal(const infer_model* model) { return model->m->dir; }
+infer_status infer_guarded_internal(const std::function<void()>& f) { return guarded(f); }
 
 extern "C" {
 

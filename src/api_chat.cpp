@@ -2,7 +2,6 @@
 // renders JSON messages with the chat template of a model or tokenizer directory (chat_template.h).
 // Like every entry point in api.cpp, exceptions stop here and become a status + infer_last_error().
 #include <cstring>
-#include <new>
 #include <string>
 
 #include "api_internal.h"
@@ -23,8 +22,8 @@ nlohmann::ordered_json parse_arg(const char* json, const char* what, bool nullab
   }
 }
 
-infer_status render_to(const std::string& dir, const char* messages_json, const char* tools_json,
-                       const char* kwargs_json, bool add_generation_prompt, char* out, size_t cap, size_t* n_out) {
+void render_to(const std::string& dir, const char* messages_json, const char* tools_json,
+               const char* kwargs_json, bool add_generation_prompt, char* out, size_t cap, size_t* n_out) {
   if (!n_out) infer::fail(INFER_ERR_INVALID_ARG, "infer_chat_render: n_out is NULL");
   *n_out = 0;
   const auto messages = parse_arg(messages_json, "messages_json", false);
@@ -40,29 +39,9 @@ infer_status render_to(const std::string& dir, const char* messages_json, const 
     if (!out) infer::fail(INFER_ERR_INVALID_ARG, "infer_chat_render: out is NULL");
     std::memcpy(out, text.data(), text.size());
   }
-  return INFER_OK;
 }
 
 }  // namespace
-
-// Stand-ins until api.cpp defines the two hooks of api_internal.h (a strong definition there
-// replaces these at link time; delete this block then). Without them the model variant cannot find
-// the model's directory and errors do not reach infer_last_error().
-__attribute__((weak)) const std::string& infer_model_dir_internal(const infer_model*) {
-  infer::fail(INFER_ERR_INTERNAL, "infer_chat_render: api.cpp does not define infer_model_dir_internal yet");
-}
-__attribute__((weak)) infer_status infer_guarded_internal(const std::function<void()>& f) {
-  try {
-    f();
-    return INFER_OK;
-  } catch (const infer::Error& e) {
-    return e.code();
-  } catch (const std::bad_alloc&) {
-    return INFER_ERR_OUT_OF_MEMORY;
-  } catch (const std::exception&) {
-    return INFER_ERR_INTERNAL;
-  }
-}
 
 extern "C" {
 

@@ -5,6 +5,7 @@
 // same inputs, including their errors (TypeError text) and the handling of Undefined. Iterator
 // results (map/select/reverse) are materialized as lists: identical once joined, listed or looped.
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <unordered_map>

@@ -106,7 +106,7 @@ TEST(Cli, DemoModelWithRealTokenizer) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("RANDOM"));
   EXPECT_THAT(r.out, HasSubstr("tok/s"));
-  CmdResult j = run_stdout("-m " + demo() + " -p \"Hello\" -n 5 --seed 1 --json");
+  CmdResult j = run_stdout("-m " + demo() + " -p \"Hello\" -n 5 --seed 1 --json --raw");
   ASSERT_EQ(j.code, 0) << j.out;
   auto o = nlohmann::json::parse(j.out);
   EXPECT_TRUE(o.contains("text"));
@@ -115,12 +115,12 @@ TEST(Cli, DemoModelWithRealTokenizer) {
 
 TEST(Cli, StopStringIsNotPrinted) {
   // Find what the demo model says greedily, then stop on a piece of it.
-  CmdResult r = run_stdout("-m " + demo() + " -p \"abc\" -n 12 --temp 0 --json");
+  CmdResult r = run_stdout("-m " + demo() + " -p \"abc\" -n 12 --temp 0 --json --raw");
   ASSERT_EQ(r.code, 0) << r.out;
   const std::string text = nlohmann::json::parse(r.out)["text"];
   ASSERT_GE(text.size(), 4u);
   const std::string stop = text.substr(2, 2);
-  CmdResult s = run_stdout("-m " + demo() + " -p \"abc\" -n 12 --temp 0 --json --stop '" + stop + "'");
+  CmdResult s = run_stdout("-m " + demo() + " -p \"abc\" -n 12 --temp 0 --json --raw --stop '" + stop + "'");
   ASSERT_EQ(s.code, 0) << s.out;
   auto j = nlohmann::json::parse(s.out);
   EXPECT_EQ(j["finish_reason"], "stop");
@@ -195,6 +195,23 @@ TEST(Cli, ThinkingBudgetJsonSplitsReasoningFromAnswer) {
   EXPECT_NE(s.out.find(cut + "</think>\n\n"), std::string::npos);
   CmdResult h = run_stdout("-m " + demo() + " -p " + prompt + " --raw --thinking-budget 4 -n 40 --temp 0 --ignore-eos -q --hide-thinking");
   EXPECT_EQ(h.out, text + "\n");
+}
+
+TEST(Cli, ChatTemplateAppliedByDefault) {
+  // -p wraps the prompt in the model's chat template (Qwen3: system + user turn + generation prompt).
+  fs::path d = temp_dir("tmpl");
+  std::ofstream(d / "m.json") << R"([{"role":"system","content":"Be brief."},{"role":"user","content":"Hello"}])";
+  CmdResult rendered = run_stdout("render -m " + demo() + " --messages " + (d / "m.json").string() + " --no-think");
+  ASSERT_EQ(rendered.code, 0) << rendered.out;
+  CmdResult r = run_stdout("-m " + demo() + " -p Hello --system 'Be brief.' --no-think -n 1 --temp 0 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  // The prompt token count is that of the rendered template.
+  std::ofstream(d / "p.txt", std::ios::binary) << rendered.out;
+  CmdResult t = run_stdout("tokenize -m " + demo() + " --json -f " + (d / "p.txt").string());
+  EXPECT_EQ(nlohmann::json::parse(r.out)["timings"]["prompt_tokens"], nlohmann::json::parse(t.out).size());
+  CmdResult raw = run_stdout("-m " + demo() + " -p Hello --raw -n 1 --temp 0 --json");
+  EXPECT_EQ(nlohmann::json::parse(raw.out)["timings"]["prompt_tokens"], 1);
+  fs::remove_all(d);
 }
 
 TEST(CliErrors, MissingModelDirectory) {

@@ -98,7 +98,10 @@ struct RunOptions {
   int ctx = 0;
   std::string device = "auto";
   std::vector<std::string> stop;
-  bool raw = true;
+  bool raw = false;
+  std::string system;
+  std::optional<bool> think;  // --think / --no-think: the template's enable_thinking
+  bool chat = false;          // interactive REPL
   bool json_out = false;
   int logprobs = 0;
   bool ignore_eos = false;
@@ -107,25 +110,49 @@ struct RunOptions {
   bool hide_thinking = false;
 };
 
-int cmd_run(const RunOptions& o) {
-  infer::Model model = load_model(o.model_dir, o.quiet || o.json_out, o.ids.empty());
-  std::vector<int32_t> prompt;
-  if (!o.ids.empty()) {
-    prompt = parse_ids(o.ids);
-  } else {
-    std::string text = o.prompt;
-    if (!o.prompt_file.empty()) text = read_file_or_stdin(o.prompt_file);
-    if (text.empty()) throw infer::Exception(INFER_ERR_INVALID_ARG, "no prompt: give -p TEXT, -f FILE or --ids");
-    prompt = model.tokenize(text, /*add_special=*/true);
-  }
-  infer_context_params cp = infer_context_default_params();
-  cp.n_ctx = o.ctx;
-  cp.n_threads = o.threads;
-  cp.device = o.device.c_str();
-  infer::Context ctx(model, cp);
+// The chat-template kwargs from --think/--no-think.
+std::string chat_kwargs(const RunOptions& o) {
+  if (!o.think) return "";
+  return json{{"enable_thinking", *o.think}}.dump();
+}
 
+// Renders messages with the model's chat template; returns false (and leaves `out` alone) when the model has none.
+bool render_messages(const infer::Model& model, const json& messages, const RunOptions& o, std::string* out) {
+  const std::string msgs = messages.dump();
+  const std::string kw = chat_kwargs(o);
+  size_t n = 0;
+  std::string buf(4096, '\0');
+  infer_status s = infer_chat_render(model.get(), msgs.c_str(), nullptr, kw.empty() ? nullptr : kw.c_str(), true,
+                                     buf.data(), buf.size(), &n);
+  if (s == INFER_ERR_INVALID_ARG && n > buf.size()) {
+    buf.resize(n);
+    s = infer_chat_render(model.get(), msgs.c_str(), nullptr, kw.empty() ? nullptr : kw.c_str(), true, buf.data(),
+                          buf.size(), &n);
+  }
+  if (s == INFER_ERR_UNSUPPORTED) return false;  // no chat template: the prompt is used as plain text
+  infer::check(s);
+  buf.resize(n);
+  *out = std::move(buf);
+  return true;
+}
+
+// stops: storage for the stop-string pointers; must outlive the returned params.
+infer_generate_params make_generate_params(const infer::Model& model, const RunOptions& o,
+                                           std::vector<const char*>& stops) {
   infer_generate_params gp = infer_generate_default_params();
+  stops.clear();
+  for (const auto& st : o.stop) stops.push_back(st.c_str());
+  gp.stop = stops.data();
+  gp.n_stop = int32_t(stops.size());
   gp.sampling = model.sampler_defaults();
+  // Qwen3 with thinking off: Qwen's recommended non-thinking sampling (model-spec.md §7.2), unless flags say otherwise.
+  const std::string arch = model.arch();
+  if (o.think && !*o.think && (arch == "qwen3" || arch == "qwen3_moe")) {
+    gp.sampling.temperature = 0.7f;
+    gp.sampling.top_p = 0.8f;
+    gp.sampling.top_k = 20;
+    gp.sampling.min_p = 0.0f;
+  }
   if (o.temp) gp.sampling.temperature = *o.temp;
   if (o.top_k) gp.sampling.top_k = *o.top_k;
   if (o.top_p) gp.sampling.top_p = *o.top_p;
@@ -138,18 +165,21 @@ int cmd_run(const RunOptions& o) {
   gp.n_logprobs = o.logprobs;
   gp.ignore_eos = o.ignore_eos;
   gp.thinking_budget = o.thinking_budget;
-  std::vector<const char*> stops;
-  for (const auto& s : o.stop) stops.push_back(s.c_str());
-  gp.stop = stops.data();
-  gp.n_stop = int32_t(stops.size());
+  return gp;
+}
 
+// Streams one answer to stdout (reasoning dimmed on a terminal, hidden with --hide-thinking) and collects it.
+struct Answer {
   std::vector<int32_t> tokens;
   std::string text, reasoning;
   bool saw_thinking = false;
   json logprobs = json::array();
-  const bool has_tok = model.has_tokenizer();
-  // Reasoning is shown apart from the answer: dimmed on a terminal, hidden with --hide-thinking, and in its own
-  // "reasoning" field with --json.
+  infer_generate_result res{};
+};
+
+Answer stream_answer(infer::Context& ctx, const std::vector<int32_t>& prompt, const infer_generate_params& gp,
+                     const RunOptions& o) {
+  Answer a;
   const bool tty = isatty(fileno(stdout));
   bool dim_on = false;
   auto set_dim = [&](bool on) {
@@ -158,53 +188,156 @@ int cmd_run(const RunOptions& o) {
   };
   g_interrupted = 0;
   std::signal(SIGINT, on_sigint);
-  const auto t_load_ms = model.load_ms();
-  infer_generate_result res = ctx.generate(prompt, gp, [&](const infer_token_info& t) {
-    if (t.id >= 0) tokens.push_back(t.id);
-    const bool thinking = t.phase != INFER_PHASE_ANSWER;
-    saw_thinking = saw_thinking || thinking;
-    if (t.phase == INFER_PHASE_REASONING) reasoning.append(t.text, t.text_len);
-    if (t.phase == INFER_PHASE_ANSWER) text.append(t.text, t.text_len);
-    if (!o.json_out && t.text_len && !(thinking && o.hide_thinking)) {
-      set_dim(thinking);
-      std::fwrite(t.text, 1, t.text_len, stdout);
-      std::fflush(stdout);
-    }
-    if (o.logprobs > 0 && t.id >= 0) {
-      json top = json::array();
-      for (int i = 0; i < t.n_top; ++i) top.push_back({{"id", t.top_ids[i]}, {"logprob", t.top_logprobs[i]}});
-      logprobs.push_back({{"id", t.id}, {"logprob", t.logprob}, {"top", top}});
-    }
-    return g_interrupted == 0;
-  });
+  try {
+    a.res = ctx.generate(prompt, gp, [&](const infer_token_info& t) {
+      if (t.id >= 0) a.tokens.push_back(t.id);
+      const bool thinking = t.phase != INFER_PHASE_ANSWER;
+      a.saw_thinking = a.saw_thinking || thinking;
+      if (t.phase == INFER_PHASE_REASONING) a.reasoning.append(t.text, t.text_len);
+      if (t.phase == INFER_PHASE_ANSWER) a.text.append(t.text, t.text_len);
+      if (!o.json_out && t.text_len && !(thinking && o.hide_thinking)) {
+        set_dim(thinking);
+        std::fwrite(t.text, 1, t.text_len, stdout);
+        std::fflush(stdout);
+      }
+      if (o.logprobs > 0 && t.id >= 0) {
+        json top = json::array();
+        for (int i = 0; i < t.n_top; ++i) top.push_back({{"id", t.top_ids[i]}, {"logprob", t.top_logprobs[i]}});
+        a.logprobs.push_back({{"id", t.id}, {"logprob", t.logprob}, {"top", top}});
+      }
+      return g_interrupted == 0;
+    });
+  } catch (...) {
+    std::signal(SIGINT, SIG_DFL);
+    set_dim(false);
+    throw;
+  }
   std::signal(SIGINT, SIG_DFL);
   set_dim(false);
-  const char* reason = res.finish_reason == INFER_FINISH_STOP     ? "stop"
-                       : res.finish_reason == INFER_FINISH_LENGTH ? "length"
-                                                                  : "cancelled";
+  return a;
+}
+
+const char* finish_name(infer_finish_reason r) {
+  return r == INFER_FINISH_STOP ? "stop" : r == INFER_FINISH_LENGTH ? "length" : "cancelled";
+}
+
+void print_timing(const infer_generate_result& res) {
+  const double ptps = res.prompt_ms > 0 ? res.prompt_tokens * 1000.0 / res.prompt_ms : 0;
+  const double gtps = res.gen_ms > 0 ? res.gen_tokens * 1000.0 / res.gen_ms : 0;
+  std::fprintf(stderr, "[prompt: %d tokens, %.1f ms, %.2f tok/s | generation: %d tokens, %.1f ms, %.2f tok/s | %s]\n",
+               res.prompt_tokens, res.prompt_ms, ptps, res.gen_tokens, res.gen_ms, gtps, finish_name(res.finish_reason));
+}
+
+// The interactive chat: multi-turn history rendered with the template's rules, the KV cache kept across turns
+// (infer_generate reuses the longest cached prefix, so only the new tokens are prefilled).
+int run_repl(infer::Model& model, infer::Context& ctx, const RunOptions& o) {
+  json messages = json::array();
+  if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
+  std::vector<const char*> stops;
+  const infer_generate_params gp = make_generate_params(model, o, stops);
+  std::fprintf(stderr,
+               "chat with %s — type a message; /think or /no_think in a message switch Qwen3's thinking; "
+               "/clear starts over; /quit (or Ctrl-D) leaves; Ctrl-C stops an answer\n",
+               model.arch().c_str());
+  std::string line;
+  for (;;) {
+    std::fputs("> ", stdout);
+    std::fflush(stdout);
+    if (!std::getline(std::cin, line)) break;
+    if (line == "/quit" || line == "/exit") break;
+    if (line == "/clear") {
+      messages = json::array();
+      if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
+      ctx.truncate(0);
+      std::fprintf(stderr, "(history cleared)\n");
+      continue;
+    }
+    if (line.empty()) continue;
+    json next = messages;
+    next.push_back({{"role", "user"}, {"content", line}});
+    std::string text;
+    if (!render_messages(model, next, o, &text)) text = line;  // a model without a chat template: plain text
+    const auto prompt = model.tokenize(text, false);
+    if (int32_t(prompt.size()) >= ctx.n_ctx()) {
+      std::fprintf(stderr, "the conversation (%zu tokens) no longer fits in the context of %d tokens: /clear to start over "
+                           "(or restart with a larger -c)\n", prompt.size(), ctx.n_ctx());
+      continue;
+    }
+    Answer a;
+    try {
+      a = stream_answer(ctx, prompt, gp, o);
+    } catch (const infer::Exception& e) {
+      std::fprintf(stderr, "\nerror: %s\n", e.what());
+      continue;
+    }
+    std::printf("\n");
+    if (a.res.finish_reason == INFER_FINISH_CANCELLED) std::fprintf(stderr, "(stopped)\n");
+    if (a.res.finish_reason == INFER_FINISH_LENGTH && ctx.n_past() >= ctx.n_ctx())
+      std::fprintf(stderr, "(the context is full: /clear to start over)\n");
+    if (!o.quiet) print_timing(a.res);
+    messages = next;
+    json reply = {{"role", "assistant"}, {"content", a.text}};
+    if (a.saw_thinking) reply["reasoning_content"] = a.reasoning;
+    messages.push_back(reply);
+  }
+  return 0;
+}
+
+int cmd_run(const RunOptions& o) {
+  const bool interactive = o.chat || (o.prompt.empty() && o.prompt_file.empty() && o.ids.empty());
+  infer::Model model = load_model(o.model_dir, o.quiet || o.json_out, o.ids.empty());
+  infer_context_params cp = infer_context_default_params();
+  cp.n_ctx = o.ctx;
+  cp.n_threads = o.threads;
+  cp.device = o.device.c_str();
+  infer::Context ctx(model, cp);
+  if (interactive) return run_repl(model, ctx, o);
+
+  std::vector<int32_t> prompt;
+  if (!o.ids.empty()) {
+    prompt = parse_ids(o.ids);
+  } else {
+    std::string text = o.prompt;
+    if (!o.prompt_file.empty()) text = read_file_or_stdin(o.prompt_file);
+    if (text.empty()) throw infer::Exception(INFER_ERR_INVALID_ARG, "no prompt: give -p TEXT, -f FILE or --ids");
+    json messages = json::array();
+    if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
+    messages.push_back({{"role", "user"}, {"content", text}});
+    std::string rendered;
+    if (!o.raw && render_messages(model, messages, o, &rendered)) {
+      prompt = model.tokenize(rendered, /*add_special=*/false);  // the template writes any BOS itself
+    } else {
+      if (!o.system.empty() && !o.raw)
+        throw infer::Exception(INFER_ERR_UNSUPPORTED, "--system needs a chat template, and this model has none");
+      prompt = model.tokenize(text, /*add_special=*/true);
+    }
+  }
+  std::vector<const char*> stops;
+  const infer_generate_params gp = make_generate_params(model, o, stops);
+  const auto t_load_ms = model.load_ms();
+  Answer a = stream_answer(ctx, prompt, gp, o);
+  const infer_generate_result& res = a.res;
   const double ptps = res.prompt_ms > 0 ? res.prompt_tokens * 1000.0 / res.prompt_ms : 0;
   const double gtps = res.gen_ms > 0 ? res.gen_tokens * 1000.0 / res.gen_ms : 0;
   if (o.json_out) {
     json j;
-    j["tokens"] = tokens;
-    if (has_tok) j["text"] = text;
-    if (saw_thinking) j["reasoning"] = reasoning;
+    j["tokens"] = a.tokens;
+    if (model.has_tokenizer()) j["text"] = a.text;
+    if (a.saw_thinking) j["reasoning"] = a.reasoning;
     if (res.thinking_cut) j["thinking_cut"] = true;
-    j["finish_reason"] = reason;
+    j["finish_reason"] = finish_name(res.finish_reason);
     j["timings"] = {{"load_ms", t_load_ms},       {"prompt_tokens", res.prompt_tokens}, {"prompt_ms", res.prompt_ms},
                     {"prompt_tps", ptps},         {"gen_tokens", res.gen_tokens},       {"gen_ms", res.gen_ms},
                     {"gen_tps", gtps}};
-    if (o.logprobs > 0) j["logprobs"] = logprobs;
+    if (o.logprobs > 0) j["logprobs"] = a.logprobs;
     std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
   } else {
-    if (!has_tok) {  // ids in, ids out
-      for (size_t i = 0; i < tokens.size(); ++i) std::printf("%s%d", i ? "," : "", tokens[i]);
+    if (!model.has_tokenizer()) {  // ids in, ids out
+      for (size_t i = 0; i < a.tokens.size(); ++i) std::printf("%s%d", i ? "," : "", a.tokens[i]);
     }
     std::printf("\n");
     std::fflush(stdout);
-    if (!o.quiet)
-      std::fprintf(stderr, "[prompt: %d tokens, %.1f ms, %.2f tok/s | generation: %d tokens, %.1f ms, %.2f tok/s | %s]\n",
-                   res.prompt_tokens, res.prompt_ms, ptps, res.gen_tokens, res.gen_ms, gtps, reason);
+    if (!o.quiet) print_timing(res);
   }
   return 0;
 }
@@ -289,7 +422,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("-c,--ctx-size", ro.ctx, "Context size in tokens (default: min(max_position_embeddings, 4096))");
   app.add_option("--stop", ro.stop, "Stop when this text is generated (repeatable; not printed)");
-  app.add_flag("--raw", ro.raw, "Feed the prompt as plain text (no chat template)");
+  app.add_flag("--raw", ro.raw, "Feed the prompt as plain text (default: wrapped in the model's chat template)");
+  app.add_option("--system", ro.system, "System prompt (chat template)");
+  bool think_flag = false, nothink_flag = false;
+  auto* o_think = app.add_flag("--think", think_flag, "Chat template: enable_thinking=true (Qwen3)");
+  auto* o_nothink = app.add_flag("--no-think", nothink_flag, "Chat template: enable_thinking=false (Qwen3: empty think block, "
+                                               "non-thinking sampling defaults)");
+  o_think->excludes(o_nothink);
+  (void)o_think;
   app.add_flag("--json", ro.json_out, "Print one JSON object (tokens, text, finish_reason, timings) instead of streaming");
   app.add_option("--logprobs", ro.logprobs, "With --json: top-N log-probabilities of each generated token (0..20)")
       ->check(CLI::Range(0, 20));
@@ -319,6 +459,10 @@ int main(int argc, char** argv) {
   tok->add_flag("--json", t_json, "Print a JSON array of ids");
   tok->add_flag("--jsonl", t_jsonl, "Read one JSON string per stdin line, write one JSON array of ids per line");
 
+  auto* chat = app.add_subcommand("chat", "Interactive chat (same as infer -m DIR with no prompt); options go before 'chat'");
+  std::string c_model;
+  chat->add_option("-m,--model", c_model, "Model directory")->required();
+
   std::function<int()> bench_run;
   auto* bench = add_bench_command(app, &bench_run);
   std::function<int()> render_run;
@@ -334,6 +478,10 @@ int main(int argc, char** argv) {
     if (*render) return render_run();
     if (*dump) return cmd_dump(d_model, d_ids, d_out, d_threads);
     if (*tok) return cmd_tokenize(t_model, t_text, t_file, t_json, t_jsonl);
+    if (*chat) {
+      ro.chat = true;
+      ro.model_dir = c_model;
+    }
     if (ro.model_dir.empty()) {
       std::cerr << app.help() << "\nerror: -m/--model is required\n";
       return 2;
@@ -346,6 +494,8 @@ int main(int argc, char** argv) {
     if (*o_freq) ro.frequency = frequency;
     if (*o_rep) ro.repeat = repeat;
     ro.seed_set = o_seed->count() > 0;
+    if (think_flag) ro.think = true;
+    if (nothink_flag) ro.think = false;
     return cmd_run(ro);
   } catch (const infer::Exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
