@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common.h"
+#include "chat_template.h"
 #include "generate.h"
 #include "model.h"
 #include "sampler.h"
@@ -127,6 +128,26 @@ TEST(ThinkingBudgetErrors, ModelWithoutThinkTokens) {
     EXPECT_EQ(e.code(), INFER_ERR_UNSUPPORTED);
     EXPECT_THAT(e.what(), ::testing::HasSubstr("<think>"));
   }
+}
+
+TEST_F(ThinkingBudget, MultiTurnHistoryAfterACutFollowsTheTemplate) {
+  // Generate a cut answer, store it as the REPL does (content = answer, reasoning_content = reasoning), then render the
+  // next turn: Qwen3's template drops earlier turns' reasoning, the inserted sentence included.
+  GenRun r = run(*model_, kThinkingPrompt, 3, 12);
+  ASSERT_TRUE(r.res.thinking_cut);
+  const std::string reasoning = r.text_of(INFER_PHASE_REASONING), answer = r.text_of(INFER_PHASE_ANSWER);
+  nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+  msgs.push_back({{"role", "user"}, {"content", "What is 2+2?"}});
+  msgs.push_back({{"role", "assistant"}, {"content", answer}, {"reasoning_content", reasoning}});
+  msgs.push_back({{"role", "user"}, {"content", "And 3+3?"}});
+  const std::string prompt =
+      ChatTemplate::from_dir(demo()).render(msgs, nullptr, true, nlohmann::ordered_json::object());
+  EXPECT_EQ(prompt.find("Considering the limited time"), std::string::npos);
+  EXPECT_EQ(prompt.find("<think>"), std::string::npos);
+  // The answer's leading newlines are stripped by the template (content.lstrip('\n')).
+  std::string stripped = answer;
+  stripped.erase(0, stripped.find_first_not_of('\n'));
+  EXPECT_NE(prompt.find("<|im_start|>assistant\n" + stripped + "<|im_end|>"), std::string::npos) << prompt;
 }
 
 // ---- stop strings
