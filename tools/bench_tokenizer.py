@@ -65,6 +65,9 @@ def main():
     ap.add_argument("--models", default=os.path.join(root, "models", "tokenizers"))
     ap.add_argument("--vocab", action="append", help="vocabularies to time (default: all three)")
     ap.add_argument("--dump", help="write the chunks here as JSON Lines and exit")
+    ap.add_argument("--infer", help="path of the infer binary: also time `infer tokenize --jsonl` on the same chunks, "
+                                    "side by side in this run (its JSON parsing and printing count against it; its "
+                                    "tokenizer load time is measured on an empty input and subtracted)")
     args = ap.parse_args()
 
     if os.environ.get("RAYON_NUM_THREADS") != "1" or os.environ.get("TOKENIZERS_PARALLELISM") != "false":
@@ -104,8 +107,47 @@ def main():
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             best_wall = wall if best_wall is None else min(best_wall, wall)
             best_cpu = cpu if best_cpu is None else min(best_cpu, cpu)
-        print(f"{v:12s} {total / 1e6 / best_cpu:7.2f} MB/s CPU time, {total / 1e6 / best_wall:7.2f} MB/s wall "
-              f"({n_ids} ids, best of {args.runs})")
+        print(f"{v:12s} HF tokenizers {total / 1e6 / best_cpu:7.2f} MB/s CPU time, {total / 1e6 / best_wall:7.2f} MB/s "
+              f"wall ({n_ids} ids, best of {args.runs})")
+        if args.infer:
+            time_infer(args.infer, os.path.join(args.models, v), chunks, total, args.runs, v, n_ids)
+
+
+def time_infer(binary, model_dir, chunks, total, runs, v, hf_ids):
+    """Times `infer tokenize --jsonl` (one JSON string per line in, one id array per line out), best of `runs`."""
+    import resource
+    import subprocess
+    import tempfile
+
+    def run(path):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        with open(path, "rb") as f:
+            out = subprocess.run([binary, "tokenize", "-m", model_dir, "--jsonl"], stdin=f, capture_output=True,
+                                 check=True).stdout
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return wall, cpu, out
+
+    with tempfile.TemporaryDirectory() as d:
+        data, empty = os.path.join(d, "in.jsonl"), os.path.join(d, "empty.jsonl")
+        with open(data, "w", encoding="utf-8") as f:
+            for c in chunks:
+                f.write(json.dumps(c, ensure_ascii=False) + "\n")
+        open(empty, "w").close()
+        load_wall, load_cpu = min((run(empty)[:2] for _ in range(runs)), key=lambda x: x[1])
+        best_wall = best_cpu = None
+        n_ids = 0
+        for _ in range(runs):
+            wall, cpu, out = run(data)
+            n_ids = sum(len(json.loads(line)) for line in out.decode().splitlines())
+            best_wall = wall if best_wall is None else min(best_wall, wall)
+            best_cpu = cpu if best_cpu is None else min(best_cpu, cpu)
+    wall, cpu = best_wall - load_wall, best_cpu - load_cpu
+    same = "same ids count" if n_ids == hf_ids else f"ID COUNT DIFFERS ({n_ids} vs {hf_ids})"
+    print(f"{v:12s} libinfer      {total / 1e6 / cpu:7.2f} MB/s CPU time, {total / 1e6 / wall:7.2f} MB/s wall "
+          f"({same}; load {load_wall * 1000:.0f} ms subtracted)")
 
 
 if __name__ == "__main__":
