@@ -14,6 +14,7 @@ namespace {
 namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
 
+// The whole file, bytes as they are.
 std::string read_text(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
   if (!f) fail(INFER_ERR_IO, "cannot open " + p.string());
@@ -98,6 +99,8 @@ ChatTemplate::ChatTemplate(const std::map<std::string, std::string>& named_sourc
   }
 }
 
+// from_pretrained's order: chat_template.jinja and additional_chat_templates/*.jinja first, then
+// the config's chat_template; special tokens from tokenizer_config.json (+ legacy special_tokens_map.json).
 ChatTemplate ChatTemplate::from_dir(const std::string& dir) {
   const fs::path d(dir);
   const fs::path cfg_path = d / "tokenizer_config.json";
@@ -159,6 +162,8 @@ const std::string& ChatTemplate::source(const std::string& name) const {
   return it->second.source;
 }
 
+// apply_chat_template → render_jinja_template: pick the template, then render with
+// messages/tools/documents/add_generation_prompt plus {**special_tokens, **kwargs}.
 std::string ChatTemplate::render(const ojson& messages, const ojson& tools, bool add_generation_prompt,
                                  const ojson& kwargs, const jinja::RenderOptions& ro) const {
   if (!messages.is_array()) fail(INFER_ERR_INVALID_ARG, "chat messages must be a JSON array of message objects");

@@ -17,6 +17,7 @@ namespace infer::jinja {
 
 // ---- shared Python semantics ----------------------------------------------------------------------
 
+// jinja2's UndefinedError, with the message the Undefined was created with.
 void undefined_error(const Value& u) {
   const std::string& h = u.undefined_hint();
   render_error("UndefinedError: " + (h.empty() ? std::string("value is undefined") : h));
@@ -28,6 +29,7 @@ namespace {
 
 std::string quoted_type(const Value& v) { return std::string("'") + v.type_name() + "'"; }
 
+// A string's characters (code points) as one-character strings.
 ValueList string_chars(const std::string& s) {
   ValueList out;
   out.reserve(s.size());
@@ -57,6 +59,7 @@ ValueList iterate(const Value& v) {
   }
 }
 
+// Python len(); jinja2's Undefined has length 0.
 int64_t py_len(const Value& v) {
   switch (v.kind()) {
     case Kind::kUndefined: return 0;
@@ -67,6 +70,8 @@ int64_t py_len(const Value& v) {
   }
 }
 
+// Python's `<`: numbers compare across int/float/bool, strings by code point (= UTF-8 byte
+// order), lists/tuples lexicographically; anything else is a TypeError.
 bool py_less(const Value& a, const Value& b) {
   if (a.is_undefined()) undefined_error(a);
   if (b.is_undefined()) undefined_error(b);
@@ -85,6 +90,8 @@ bool py_less(const Value& a, const Value& b) {
   type_error("'<' not supported between instances of " + quoted_type(a) + " and " + quoted_type(b));
 }
 
+// Python's `in`: substring for strings, == membership for lists/tuples, key lookup for dicts.
+// Undefined iterates as empty, so nothing is in it.
 bool py_contains(const Value& c, const Value& item) {
   switch (c.kind()) {
     case Kind::kUndefined: return false;
@@ -104,6 +111,7 @@ bool py_contains(const Value& c, const Value& item) {
 
 namespace {
 
+// Python ints are unbounded; ours are 64-bit, and overflow is reported instead of wrapping.
 Value int_result(bool overflow, int64_t r) {
   if (overflow) render_error("OverflowError: integer result does not fit in 64 bits");
   return Value(r);
@@ -131,6 +139,9 @@ const char* op_symbol(ExprOp op) {
 
 }  // namespace
 
+// Python's binary operators as jinja2 compiles them (plain Python semantics; `str % x` is
+// printf-style formatting). Ints stay ints except for `/` and negative powers; floor division
+// and modulo take the sign of the divisor, as in CPython's long and float implementations.
 Value py_binary(ExprOp op, const Value& a, const Value& b) {
   if (op == ExprOp::kMod && a.is_string()) return Value(percent_format(a.str_ref(), b));
   if (a.is_undefined()) undefined_error(a);
@@ -239,6 +250,8 @@ Value py_binary(ExprOp op, const Value& a, const Value& b) {
   type_error(std::string("unsupported operand type(s) for ") + op_symbol(op) + ": " + quoted_type(a) + " and " + quoted_type(b));
 }
 
+// Python slicing with CPython's index clamping (PySlice_AdjustIndices); strings slice by code
+// point. jinja2 turns a slice of a non-sequence into Undefined.
 Value py_slice(const Value& obj, const Value& start, const Value& stop, const Value& step) {
   auto idx = [](const Value& v, const char* what) -> std::optional<int64_t> {
     if (v.is_none()) return std::nullopt;
@@ -300,12 +313,14 @@ Value py_slice(const Value& obj, const Value& start, const Value& stop, const Va
 
 namespace {
 
+// %d/%x/… accept ints, bools and floats (truncated), as CPython's printf-style formatting does.
 int64_t to_int_for_format(const Value& v, char conv) {
   if (v.is_integral()) return v.as_int();
   if (v.is_float()) return int64_t(std::trunc(v.as_float()));
   type_error(std::string("%") + conv + " format: a real number is required, not " + v.type_name());
 }
 
+// Pads to `width` code points.
 std::string pad(const std::string& s, int64_t width, bool left_align, char fill = ' ') {
   const int64_t len = int64_t(py::length(s));
   if (width <= len) return s;
@@ -321,6 +336,8 @@ std::string c_format(const std::string& spec, double d) {
 
 }  // namespace
 
+// CPython's printf-style `str % args`: a tuple supplies positional values, a dict %(name)s
+// values, anything else is the single value. Flags, width, precision and * are supported.
 std::string percent_format(std::string_view fmt, const Value& args) {
   ValueList pos;
   const ValueDict* mapping = nullptr;
@@ -528,6 +545,7 @@ std::string format_spec(const Value& v, std::string_view spec) {
   return out;
 }
 
+// str.format(*args, **kwargs): {} / {0} / {name}, .attr and [key] chains, !r/!s, format specs.
 std::string str_format(Renderer& r, std::string_view fmt, const CallArgs& a) {
   std::string out;
   size_t auto_idx = 0;
@@ -602,6 +620,7 @@ std::string str_format(Renderer& r, std::string_view fmt, const CallArgs& a) {
 
 // ---- str / list / dict methods -------------------------------------------------------------------
 
+// Argument i (or keyword `name`) of a method; a missing one is Python's TypeError.
 const Value* need(const CallArgs& a, size_t i, std::string_view name, std::string_view method) {
   const Value* v = a.arg(i, name);
   if (!v) type_error(std::string(method) + "() missing required argument '" + std::string(name) + "'");
@@ -627,6 +646,7 @@ int64_t opt_int(const CallArgs& a, size_t i, std::string_view name, int64_t dflt
   return v->as_int();
 }
 
+// str.replace, including the empty-pattern case (inserts between characters).
 std::string str_replace(const std::string& s, const std::string& old, const std::string& repl, int64_t count) {
   if (count < 0) count = INT64_MAX;
   std::string out;
@@ -654,6 +674,7 @@ std::string str_replace(const std::string& s, const std::string& old, const std:
   return out;
 }
 
+// str.startswith / endswith with a string or a tuple of strings.
 bool affix_match(const Value& obj, const Value& arg, bool prefix) {
   auto one = [&](const Value& x) {
     const std::string& s = obj.str_ref();
@@ -676,6 +697,8 @@ ValueList to_values(const std::vector<std::string>& parts) {
   return out;
 }
 
+// The str methods templates call. Whitespace is Unicode whitespace and indexes are code points,
+// as in Python.
 Value str_method(Renderer& r, const std::string& s, std::string_view m, const CallArgs& a) {
   if (m == "upper") return Value(py::upper(s));
   if (m == "lower" || m == "casefold") return Value(py::lower(s));
@@ -791,6 +814,8 @@ Value str_method(Renderer& r, const std::string& s, std::string_view m, const Ca
   render_error("str method '" + std::string(m) + "' is not supported");
 }
 
+// Method names that attribute lookup resolves to bound methods. The mutating dict/list methods are
+// listed so that calling them reports the sandbox's refusal instead of "no attribute".
 const char* const kStrMethods[] = {"upper", "lower", "casefold", "title", "capitalize", "swapcase", "strip", "lstrip",
                                    "rstrip", "split", "rsplit", "splitlines", "startswith", "endswith", "replace",
                                    "find", "rfind", "index", "rindex", "count", "join", "format", "partition",
@@ -807,6 +832,7 @@ bool in_list(const char* const (&names)[N], std::string_view m) {
   return false;
 }
 
+// transformers renders in jinja2's ImmutableSandboxedEnvironment: mutating methods are refused.
 [[noreturn]] void unsafe_call(const Value& obj, std::string_view m) {
   render_error("SecurityError: access to attribute '" + std::string(m) + "' of '" + obj.type_name() +
                "' object is unsafe (the template sandbox is immutable)");
@@ -861,6 +887,7 @@ Value call_method(Renderer& r, const Value& obj, std::string_view m, const CallA
   render_error(std::string("'") + obj.type_name() + "' object has no method '" + std::string(m) + "'");
 }
 
+// `obj.method` used as a value (e.g. passed to a macro); calling it calls the method.
 Value bound_method(Renderer& r, const Value& obj, std::string_view name) {
   if (!has_method(obj, name)) return Value::undefined(std::string("'") + obj.type_name() + " object' has no attribute '" + std::string(name) + "'");
   Renderer* rp = &r;
@@ -899,6 +926,7 @@ Value get_attr_path(Renderer& r, Value item, const std::vector<Value>& parts) {
   return item;
 }
 
+// Case-insensitive sorting and uniqueness compare lower-cased strings (jinja2's ignore_case).
 Value ignore_case(const Value& v, bool case_sensitive) {
   if (!case_sensitive && v.is_string()) return Value(py::lower(v.str_ref()));
   return v;
@@ -916,12 +944,14 @@ Value sort_key(Renderer& r, const Value& item, const Value* attribute, bool case
   return ignore_case(get_attr_path(r, item, attr_parts(*attribute)), case_sensitive);
 }
 
+// Filters: Value f(renderer, input, args), each as jinja2 3.1's filters.py defines it.
 Value f_abs(Renderer&, const Value& v, const CallArgs&) {
   if (v.is_undefined()) undefined_error(v);
   if (!v.is_number()) type_error("bad operand type for abs(): " + quoted_type(v));
   return v.is_float() ? Value(std::fabs(v.as_float())) : Value(v.as_int() < 0 ? -v.as_int() : v.as_int());
 }
 
+// attr(name): attributes only (for a dict: its methods, never its keys).
 Value f_attr(Renderer& r, const Value& v, const CallArgs& a) {
   const Value* name = need(a, 0, "name", "attr");
   if (v.is_dict()) return has_method(v, name->str()) ? bound_method(r, v, name->str()) : Value::undefined("no attribute");
@@ -938,6 +968,7 @@ Value f_center(Renderer& r, const Value& v, const CallArgs& a) {
 
 Value f_length(Renderer&, const Value& v, const CallArgs&) { return Value(py_len(v)); }
 
+// default(value='', boolean=False): replaces Undefined (and falsy values with boolean=True).
 Value f_default(Renderer&, const Value& v, const CallArgs& a) {
   const Value* d = a.arg(0, "default_value");
   const bool boolean = opt_bool(a, 1, "boolean", false);
@@ -945,6 +976,7 @@ Value f_default(Renderer&, const Value& v, const CallArgs& a) {
   return v;
 }
 
+// dictsort(case_sensitive=False, by='key', reverse=False): sorted (key, value) tuples.
 Value f_dictsort(Renderer&, const Value& v, const CallArgs& a) {
   if (!v.is_dict()) type_error("dictsort: expected a mapping, got " + quoted_type(v));
   const bool cs = opt_bool(a, 0, "case_sensitive", false);
@@ -961,6 +993,7 @@ Value f_dictsort(Renderer&, const Value& v, const CallArgs& a) {
   return Value::list(std::move(items));
 }
 
+// markupsafe.escape: & < > " ' as entities.
 std::string html_escape(const std::string& s) {
   std::string out;
   out.reserve(s.size());
@@ -979,6 +1012,7 @@ std::string html_escape(const std::string& s) {
 
 Value f_escape(Renderer&, const Value& v, const CallArgs&) { return Value(html_escape(v.str())); }
 
+// first / last: the first / last item; an empty sequence gives Undefined.
 Value f_first(Renderer&, const Value& v, const CallArgs&) {
   const ValueList items = iterate(v);
   return items.empty() ? Value::undefined("No first item, sequence was empty.") : items.front();
@@ -989,6 +1023,7 @@ Value f_last(Renderer&, const Value& v, const CallArgs&) {
   return items.empty() ? Value::undefined("No last item, sequence was empty.") : items.back();
 }
 
+// Python float(str): surrounding whitespace, underscores, inf/nan accepted.
 std::optional<double> parse_py_float(std::string_view s0) {
   std::string s(py::strip(s0, std::nullopt, true, true));
   s.erase(std::remove(s.begin(), s.end(), '_'), s.end());
@@ -1005,6 +1040,7 @@ std::optional<double> parse_py_float(std::string_view s0) {
   return d;
 }
 
+// Python int(str, base): sign, whitespace, underscores and a matching 0x/0o/0b prefix.
 std::optional<int64_t> parse_py_int(std::string_view s0, int base) {
   std::string s(py::strip(s0, std::nullopt, true, true));
   if (s.empty()) return std::nullopt;
@@ -1028,6 +1064,8 @@ std::optional<int64_t> parse_py_int(std::string_view s0, int base) {
   return neg ? -v : v;
 }
 
+// float(default=0.0) and int(default=0, base=10): Python's conversions, `default` when they fail
+// (int also tries float(): '1.9'|int is 1).
 Value f_float(Renderer&, const Value& v, const CallArgs& a) {
   const Value* d = a.arg(0, "default");
   const Value dflt = d ? *d : Value(0.0);
@@ -1055,6 +1093,7 @@ Value f_int(Renderer&, const Value& v, const CallArgs& a) {
   return dflt;
 }
 
+// format(*args, **kwargs): printf-style formatting of the input.
 Value f_format(Renderer&, const Value& v, const CallArgs& a) {
   if (!a.pos.empty() && !a.kw.empty()) render_error("FilterArgumentError: can't handle positional and keyword arguments at the same time");
   if (!a.kw.empty()) {
@@ -1065,6 +1104,7 @@ Value f_format(Renderer&, const Value& v, const CallArgs& a) {
   return Value(percent_format(v.str(), Value::tuple(a.pos)));
 }
 
+// indent(width=4, first=False, blank=False), including jinja2's trailing-newline handling.
 Value f_indent(Renderer&, const Value& v, const CallArgs& a) {
   const Value* w = a.arg(0, "width");
   std::string ind = w && w->is_string() ? w->str_ref() : std::string(size_t(std::max<int64_t>(0, w ? w->as_int() : 4)), ' ');
@@ -1081,6 +1121,7 @@ Value f_indent(Renderer&, const Value& v, const CallArgs& a) {
   return Value(first ? ind + rv : rv);
 }
 
+// items: a mapping's (key, value) pairs; Undefined gives none.
 Value f_items(Renderer&, const Value& v, const CallArgs&) {
   if (v.is_undefined()) return Value::list({});
   if (!v.is_dict()) type_error("Can only get item pairs from a mapping.");
@@ -1089,6 +1130,7 @@ Value f_items(Renderer&, const Value& v, const CallArgs&) {
   return Value::list(std::move(out));
 }
 
+// join(d='', attribute=None): str() of each item.
 Value f_join(Renderer& r, const Value& v, const CallArgs& a) {
   const Value* d = a.arg(0, "d");
   const std::string sep = d ? d->str() : "";
@@ -1107,6 +1149,8 @@ Value f_list(Renderer&, const Value& v, const CallArgs&) { return Value::list(it
 Value f_lower(Renderer&, const Value& v, const CallArgs&) { return Value(py::lower(v.str())); }
 Value f_upper(Renderer&, const Value& v, const CallArgs&) { return Value(py::upper(v.str())); }
 
+// map('filter', *args) or map(attribute='a', default=…). A falsy input maps to nothing
+// (jinja2 tests `if value:` before iterating).
 Value f_map(Renderer& r, const Value& v, const CallArgs& a) {
   if (!v.truthy()) return Value::list({});  // jinja2: `if value: for item in value: …`
   const ValueList items = iterate(v);
@@ -1131,6 +1175,7 @@ Value f_map(Renderer& r, const Value& v, const CallArgs& a) {
   return Value::list(std::move(out));
 }
 
+// min/max(case_sensitive=False, attribute=None); empty gives Undefined.
 Value min_max(Renderer& r, const Value& v, const CallArgs& a, bool want_max) {
   const bool cs = opt_bool(a, 0, "case_sensitive", false);
   const Value* attribute = a.arg(1, "attribute");
@@ -1147,6 +1192,8 @@ Value min_max(Renderer& r, const Value& v, const CallArgs& a, bool want_max) {
 Value f_max(Renderer& r, const Value& v, const CallArgs& a) { return min_max(r, v, a, true); }
 Value f_min(Renderer& r, const Value& v, const CallArgs& a) { return min_max(r, v, a, false); }
 
+// select/reject(test, *args) and selectattr/rejectattr(attr, test, *args); without a test the
+// value's truthiness decides.
 Value select_impl(Renderer& r, const Value& v, const CallArgs& a, bool by_attr, bool keep) {
   if (!v.truthy()) return Value::list({});  // jinja2: `if seq: for item in seq: …`
   const ValueList items = iterate(v);
@@ -1177,12 +1224,14 @@ Value f_reject(Renderer& r, const Value& v, const CallArgs& a) { return select_i
 Value f_selectattr(Renderer& r, const Value& v, const CallArgs& a) { return select_impl(r, v, a, true, true); }
 Value f_rejectattr(Renderer& r, const Value& v, const CallArgs& a) { return select_impl(r, v, a, true, false); }
 
+// replace(old, new, count=None), on str(input).
 Value f_replace(Renderer&, const Value& v, const CallArgs& a) {
   const Value* old = need(a, 0, "old", "replace");
   const Value* repl = need(a, 1, "new", "replace");
   return Value(str_replace(v.str(), old->str(), repl->str(), opt_int(a, 2, "count", -1)));
 }
 
+// reverse: a reversed string, or the items in reverse order.
 Value f_reverse(Renderer&, const Value& v, const CallArgs&) {
   if (v.is_string()) return py_slice(v, Value(nullptr), Value(nullptr), Value(int64_t(-1)));
   ValueList items = iterate(v);
@@ -1190,6 +1239,8 @@ Value f_reverse(Renderer&, const Value& v, const CallArgs&) {
   return Value::list(std::move(items));
 }
 
+// round(precision=0, method='common'): 'common' is Python's round() (half to even on exact
+// ties; an int stays an int), 'ceil'/'floor' always give floats.
 Value f_round(Renderer&, const Value& v, const CallArgs& a) {
   const int64_t prec = opt_int(a, 0, "precision", 0);
   const Value* m = a.arg(1, "method");
@@ -1223,8 +1274,10 @@ Value f_round(Renderer&, const Value& v, const CallArgs& a) {
   return Value((method == "ceil" ? std::ceil(x) : std::floor(x)) / p);
 }
 
+// No Markup type here: safe is str() (templates run without autoescape).
 Value f_safe(Renderer&, const Value& v, const CallArgs&) { return v.is_string() ? v : Value(v.str()); }
 
+// sort(reverse=False, case_sensitive=False, attribute=None): stable, like Python's sorted().
 Value f_sort(Renderer& r, const Value& v, const CallArgs& a) {
   const bool reverse = opt_bool(a, 0, "reverse", false);
   const bool cs = opt_bool(a, 1, "case_sensitive", false);
@@ -1242,6 +1295,7 @@ Value f_sort(Renderer& r, const Value& v, const CallArgs& a) {
 
 Value f_string(Renderer&, const Value& v, const CallArgs&) { return Value(v.str()); }
 
+// sum(attribute=None, start=0) with Python's + (so lists concatenate).
 Value f_sum(Renderer& r, const Value& v, const CallArgs& a) {
   const Value* attribute = a.arg(0, "attribute");
   const Value* start = a.arg(1, "start");
@@ -1292,6 +1346,7 @@ Value f_tojson(Renderer&, const Value& v, const CallArgs& a) {
   return Value(to_json(v, fmt));
 }
 
+// trim(chars=None): str.strip.
 Value f_trim(Renderer&, const Value& v, const CallArgs& a) {
   const Value* c = a.arg(0, "chars");
   std::optional<std::string_view> chars;
@@ -1301,6 +1356,7 @@ Value f_trim(Renderer&, const Value& v, const CallArgs& a) {
   return Value(py::strip(s, chars, true, true));
 }
 
+// unique(case_sensitive=False, attribute=None): first occurrences, in order.
 Value f_unique(Renderer& r, const Value& v, const CallArgs& a) {
   const bool cs = opt_bool(a, 0, "case_sensitive", false);
   const Value* attribute = a.arg(1, "attribute");
@@ -1314,6 +1370,7 @@ Value f_unique(Renderer& r, const Value& v, const CallArgs& a) {
   return Value::list(std::move(out));
 }
 
+// wordcount: runs of \w characters (letters, digits, underscore).
 Value f_wordcount(Renderer&, const Value& v, const CallArgs&) {
   const std::string s = v.str();
   int64_t n = 0;
@@ -1327,6 +1384,7 @@ Value f_wordcount(Renderer&, const Value& v, const CallArgs&) {
   return Value(n);
 }
 
+// The filter table (names as in jinja2, aliases included).
 const std::unordered_map<std::string_view, FilterFn>& filters() {
   static const std::unordered_map<std::string_view, FilterFn> m = {
       {"abs", f_abs},         {"attr", f_attr},       {"capitalize", f_capitalize}, {"center", f_center},
@@ -1346,6 +1404,7 @@ const std::unordered_map<std::string_view, FilterFn>& filters() {
 
 // ---- tests ---------------------------------------------------------------------------------------
 
+// Tests: bool f(renderer, input, args), as jinja2 3.1's tests.py defines them.
 const Value& arg0(const CallArgs& a, std::string_view test) {
   if (a.pos.empty()) type_error("test '" + std::string(test) + "' needs an argument");
   return a.pos[0];
@@ -1362,11 +1421,14 @@ bool t_float(Renderer&, const Value& v, const CallArgs&) { return v.is_float(); 
 bool t_number(Renderer&, const Value& v, const CallArgs&) { return v.is_number(); }
 bool t_string(Renderer&, const Value& v, const CallArgs&) { return v.is_string(); }
 bool t_mapping(Renderer&, const Value& v, const CallArgs&) { return v.is_dict(); }
+// iterable/sequence: what has __iter__ / __len__+__getitem__ in Python; jinja2's Undefined has both.
 bool t_iterable(Renderer&, const Value& v, const CallArgs&) {
   return v.is_undefined() || v.is_string() || v.is_sequence() || v.is_dict();
 }
+// Undefined defines __call__ (to raise), so callable() is true for it.
 bool t_callable(Renderer&, const Value& v, const CallArgs&) { return v.is_function() || v.is_undefined(); }
 bool t_escaped(Renderer&, const Value&, const CallArgs&) { return false; }
+// odd/even/divisibleby use Python's %, so they also work (and give Python's answers) for floats.
 bool t_odd(Renderer&, const Value& v, const CallArgs&) { return py_binary(ExprOp::kMod, v, Value(2)) == Value(1); }
 bool t_even(Renderer&, const Value& v, const CallArgs&) { return py_binary(ExprOp::kMod, v, Value(2)) == Value(0); }
 bool t_divisibleby(Renderer&, const Value& v, const CallArgs& a) {
@@ -1381,6 +1443,8 @@ bool t_ge(Renderer&, const Value& v, const CallArgs& a) { return !py_less(v, arg
 bool t_in(Renderer&, const Value& v, const CallArgs& a) { return py_contains(arg0(a, "in"), v); }
 bool t_lower(Renderer& r, const Value& v, const CallArgs&) { return str_method(r, v.str(), "islower", {}).as_bool(); }
 bool t_upper(Renderer& r, const Value& v, const CallArgs&) { return str_method(r, v.str(), "isupper", {}).as_bool(); }
+// sameas is Python's `is`: singletons and CPython's cached small ints compare equal; containers by
+// identity.
 bool t_sameas(Renderer&, const Value& v, const CallArgs& a) {
   const Value& o = arg0(a, "sameas");
   if (v.kind() != o.kind()) return false;
@@ -1400,6 +1464,7 @@ bool t_sequence(Renderer&, const Value& v, const CallArgs&) {
 bool t_filter(Renderer&, const Value& v, const CallArgs&) { return v.is_string() && find_filter(v.str_ref()); }
 bool t_test(Renderer&, const Value& v, const CallArgs&) { return v.is_string() && find_test(v.str_ref()); }
 
+// The test table (names as in jinja2, operator aliases included).
 const std::unordered_map<std::string_view, TestFn>& tests() {
   static const std::unordered_map<std::string_view, TestFn> m = {
       {"boolean", t_boolean},   {"callable", t_callable}, {"defined", t_defined},   {"divisibleby", t_divisibleby},

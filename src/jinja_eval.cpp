@@ -19,6 +19,7 @@ constexpr int kMaxDepth = 200;  // macro/caller recursion limit (Python's would 
 constexpr int64_t kMaxRange = 100000;  // jinja2 sandbox MAX_RANGE
 }  // namespace
 
+// Frames hold few variables; a linear scan beats hashing here.
 Value* Frame::find_local(std::string_view name) {
   for (auto& [k, v] : vars)
     if (k == name) return &v;
@@ -30,12 +31,16 @@ void Frame::set(std::string_view name, Value v) {
   else vars.emplace_back(std::string(name), std::move(v));
 }
 
+// Frames live in a deque for the whole render: macros and caller() keep pointers to the frame
+// they were defined in, even after that loop iteration or block has ended.
 Frame& Renderer::new_frame(Frame* parent) {
   frames_.emplace_back();
   frames_.back().parent = parent;
   return frames_.back();
 }
 
+// The render variables form the outermost frame; the template's top level is the frame above it,
+// so a top-level {% set %} shadows a variable without changing the caller's values.
 std::string Renderer::render(const ValueDict& vars) {
   Frame& context = new_frame(nullptr);
   for (const auto& [k, v] : vars.entries)
@@ -54,6 +59,8 @@ Renderer::Flow Renderer::exec(const Body& body, Frame& f, std::string& out) {
   return Flow::kNormal;
 }
 
+// Executes one statement. A TemplateError without a line gets this statement's line on the way out,
+// so errors name the innermost statement that failed.
 Renderer::Flow Renderer::exec_stmt(const Stmt& s, Frame& f, std::string& out) {
   try {
     switch (s.kind) {
@@ -81,6 +88,7 @@ Renderer::Flow Renderer::exec_stmt(const Stmt& s, Frame& f, std::string& out) {
       }
       case StmtKind::kMacro: f.set(s.text, make_macro(s, f)); return Flow::kNormal;
       case StmtKind::kCallBlock: {
+        // {% call(params) macro(args) %}body{% endcall %}: the macro receives `caller`, and
         // caller() renders the block body in a scope under the call site, with its own parameters.
         const Stmt* def = &s;
         Frame* site = &f;
@@ -111,7 +119,7 @@ Renderer::Flow Renderer::exec_stmt(const Stmt& s, Frame& f, std::string& out) {
         out += eval_filter(*s.expr, f, &in).str();
         return Flow::kNormal;
       }
-      case StmtKind::kWith: {
+      case StmtKind::kWith: {  // values are evaluated outside, then bound in a new scope
         std::vector<Value> vals;
         for (const auto& d : s.defaults) vals.push_back(eval(*d, f));
         Frame& inner = new_frame(&f);
@@ -119,7 +127,7 @@ Renderer::Flow Renderer::exec_stmt(const Stmt& s, Frame& f, std::string& out) {
         exec(s.body, inner, out);
         return Flow::kNormal;
       }
-      case StmtKind::kScope: {
+      case StmtKind::kScope: {  // {% generation %} (and print lists): a body in its own scope
         Frame& inner = new_frame(&f);
         exec(s.body, inner, out);
         return Flow::kNormal;
@@ -134,6 +142,8 @@ Renderer::Flow Renderer::exec_stmt(const Stmt& s, Frame& f, std::string& out) {
   return Flow::kNormal;
 }
 
+// A for loop: the iterable is materialized (jinja2 needs the length for loop.last/length), the
+// `if` filter applied first, then each iteration runs in a fresh frame with the target and `loop`.
 Renderer::Flow Renderer::exec_for(const Stmt& s, Frame& f, std::string& out) {
   ValueList items = iterate(eval(*s.expr, f));
   if (s.cond) {  // `for x in xs if cond`: filtered before the loop (loop.length counts the kept ones)
@@ -182,6 +192,9 @@ Renderer::Flow Renderer::exec_for(const Stmt& s, Frame& f, std::string& out) {
   return Flow::kNormal;
 }
 
+// A macro is a function value closing over the frame it was defined in. Arguments bind by
+// position, then keyword, then default (evaluated at call time); a missing one is Undefined.
+// Extra arguments are a TypeError unless the body reads varargs / kwargs, as in jinja2.
 Value Renderer::make_macro(const Stmt& s, Frame& f) {
   const Stmt* def = &s;
   Frame* closure = &f;
@@ -227,6 +240,8 @@ Value Renderer::make_macro(const Stmt& s, Frame& f) {
   return fn;
 }
 
+// {% set %} targets: a name (current frame), a tuple (unpacking an iterable of the same length),
+// or ns.attr (only on a namespace() object).
 void Renderer::assign(const Expr& target, const Value& v, Frame& f) {
   switch (target.op) {
     case ExprOp::kName: f.set(target.name, v); return;
@@ -252,6 +267,7 @@ void Renderer::assign(const Expr& target, const Value& v, Frame& f) {
   }
 }
 
+// Name lookup: frames outward, then the globals transformers defines.
 Value Renderer::lookup(std::string_view name, Frame& f) {
   for (Frame* p = &f; p; p = p->parent)
     if (Value* v = p->find_local(name)) return *v;
@@ -260,6 +276,7 @@ Value Renderer::lookup(std::string_view name, Frame& f) {
   return Value::undefined("'" + std::string(name) + "' is undefined");
 }
 
+// jinja2's globals (range, dict, namespace) and transformers' (raise_exception, strftime_now).
 Value Renderer::builtin_global(std::string_view name) {
   if (name == "range") {
     return Value::function("range", [](const CallArgs& a) -> Value {
@@ -341,6 +358,7 @@ CallArgs Renderer::eval_args(const Expr& e, Frame& f, size_t first) {
   return a;
 }
 
+// Calls. `obj.method(…)` on a str/list/dict dispatches directly; a call block adds `caller`.
 Value Renderer::eval_call(const Expr& e, Frame& f, const Value* caller) {
   const Expr& callee = *e.args[0];
   if (callee.op == ExprOp::kGetattr && !caller) {
@@ -362,6 +380,7 @@ Value Renderer::call(const Value& fn, const CallArgs& args) {
   render_error(std::string("TypeError: '") + fn.type_name() + "' object is not callable");
 }
 
+// A filter chain; in a filter block or `{% set x | f %}` the innermost input is the body text.
 Value Renderer::eval_filter(const Expr& e, Frame& f, const Value* block_input) {
   // Filters chain as nested kFilter nodes; the innermost input is args[0] (or the block body).
   Value in = !e.args[0]                        ? (block_input ? *block_input : Value())
@@ -384,6 +403,8 @@ bool Renderer::apply_test(std::string_view name, const Value& v, const CallArgs&
   return fn(*this, v, args);
 }
 
+// jinja2's getattr: obj.name tries the attribute (a method of a str/list/dict, a namespace
+// attribute) and then the item (a dict key). Missing gives Undefined; an Undefined object is an error.
 Value Renderer::getattr(const Value& obj, std::string_view name) {
   switch (obj.kind()) {
     case Kind::kUndefined: undefined_error(obj);
@@ -404,6 +425,8 @@ Value Renderer::getattr(const Value& obj, std::string_view name) {
   }
 }
 
+// jinja2's getitem: obj[key] tries the item (dict key, list/str index with negatives) and then,
+// for string keys, the attribute. Missing gives Undefined.
 Value Renderer::getitem(const Value& obj, const Value& key) {
   switch (obj.kind()) {
     case Kind::kUndefined: undefined_error(obj);
@@ -448,6 +471,7 @@ Value Renderer::getitem(const Value& obj, const Value& key) {
   return Value::undefined("'" + std::string(obj.type_name()) + " object' has no element " + key.repr());
 }
 
+// Expression evaluation; operators follow Python (py_binary, py_less, py_contains).
 Value Renderer::eval(const Expr& e, Frame& f) {
   switch (e.op) {
     case ExprOp::kConst: return e.value;

@@ -21,6 +21,8 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
 
+// Produces the token stream jinja2's lexer would, with whitespace control already applied to the
+// data tokens.
 class Lexer {
  public:
   Lexer(std::string_view source, const Options& opts) : opts_(opts) {
@@ -37,6 +39,7 @@ class Lexer {
     if (!opts_.keep_trailing_newline && !src_.empty() && src_.back() == '\n') src_.pop_back();
   }
 
+  // Root state: data up to the next tag opener, then the tag.
   std::vector<Token> run() {
     const size_t n = src_.size();
     while (pos_ < n) {
@@ -57,23 +60,27 @@ class Lexer {
         pos_ = n;
         break;
       }
+      // The opener's kind ('{', '%', '#') and whitespace-control sign ('-', '+' or none).
       const char kind = src_[p + 1];
       const char sign = (p + 2 < n && (src_[p + 2] == '-' || src_[p + 2] == '+')) ? src_[p + 2] : 0;
       size_t raw_end = 0;
       const bool raw = kind == '%' && match_raw_begin(p + 2 + (sign ? 1 : 0), raw_end);
+      // The data before the tag, trimmed as jinja2's OptionalLStrip rule does: `-` strips all
+      // whitespace; otherwise lstrip_blocks applies to block and comment tags only.
       std::string text = src_.substr(pos_, p - pos_);
-      const int text_lines = count_newlines(text);
+      const int text_lines = count_newlines(text);  // line numbers count the original text
       if (sign == '-') {
         text.resize(py::rstrip_ws(text).size());
       } else if (sign != '+' && opts_.lstrip_blocks && kind != '{') {
-        // Strip the whitespace between the last newline (or the line start) and the tag.
+        // Strip the whitespace between the last newline (or the line start) and the tag. At the
+        // template start, or right after a tag that ended with a newline, l_pos 0 counts too.
         const size_t l_pos = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
         if ((l_pos > 0 || line_starting_) && l_pos < text.size() && py::all_ws(std::string_view(text).substr(l_pos)))
           text.resize(l_pos);
       }
       emit_data(std::move(text));
       line_ += text_lines;
-      line_starting_ = false;
+      line_starting_ = false;  // the last thing consumed is the tag opener
       if (raw) {
         lex_raw(raw_end);
       } else if (kind == '#') {
@@ -138,6 +145,7 @@ class Lexer {
     return false;
   }
 
+  // {% raw %} … {% endraw %}: the text between is data; the end tag has its own whitespace control.
   void lex_raw(size_t begin_end) {
     line_ += count_newlines(std::string_view(src_).substr(pos_, begin_end - pos_));
     pos_ = begin_end;
@@ -190,6 +198,7 @@ class Lexer {
     }
   }
 
+  // {# … #}: dropped; `-#}` strips what follows, otherwise trim_blocks drops one newline.
   void lex_comment() {
     const size_t q = src_.find("#}", pos_);
     if (q == std::string::npos) fail("missing end of comment tag '#}'");
@@ -219,6 +228,8 @@ class Lexer {
     for (;;) {
       if (pos_ >= n) raise(INFER_ERR_FORMAT, std::string("syntax error: unexpected end of template inside a '") +
                                                  (block ? "{% … %}" : "{{ … }}") + "' tag", open_line);
+      // jinja2 tries the end rule first at every position: `+%}` keeps what follows, `-%}` strips
+      // all whitespace after it, `%}` drops one newline (trim_blocks). `}}` never trims a newline.
       if (balance.empty()) {
         if (block) {
           if (starts(pos_, "+%}")) {
@@ -280,6 +291,7 @@ class Lexer {
         lex_string(c);
         continue;
       }
+      // Operators, longest first (as jinja2's operator_re); brackets are tracked for balance.
       static const char* const kOps[] = {"//", "**", "==", "!=", ">=", "<=", "+", "-", "/", "*", "%", "~", "[",
                                          "]",  "(",  ")",  "{",  "}",  ">",  "<", "=", ".", ":", "|", ",", ";"};
       const char* op = nullptr;
@@ -320,6 +332,8 @@ class Lexer {
     }
   }
 
+  // jinja2's float_re (needs a fraction or an exponent) is tried before integer_re (0b/0o/0x,
+  // decimal, underscores between digits).
   void lex_number() {
     const size_t n = src_.size();
     const size_t start = pos_;
@@ -393,6 +407,7 @@ class Lexer {
     pos_ = i;
   }
 
+  // '…' or "…" (newlines allowed); the body is decoded like a Python literal.
   void lex_string(char quote) {
     const size_t n = src_.size();
     size_t i = pos_ + 1;

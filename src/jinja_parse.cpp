@@ -35,6 +35,9 @@ ExprPtr make(ExprOp op, int line) {
   return e;
 }
 
+// Recursive descent, one method per jinja2 parser method. `soft_` tracks jinja2's "soft frames"
+// (inside an if or a conditional expression), where unknown filters/tests are deferred to render
+// time; `open_` the blocks being parsed, for messages about unclosed ones.
 class Parser {
  public:
   explicit Parser(std::vector<Token> toks) : t_(std::move(toks)) {}
@@ -140,6 +143,8 @@ class Parser {
     return s;
   }
 
+  // One {% … %} statement. jinja2's statements that need a loader (include, extends, import, …)
+  // and extensions transformers does not enable are refused with the line number.
   StmtPtr parse_statement() {
     const Token& tk = cur();
     if (tk.type != Tok::kName) fail("tag name expected, got " + token_text(tk));
@@ -204,6 +209,7 @@ class Parser {
     raise(INFER_ERR_UNSUPPORTED, "unknown or unsupported statement '{% " + name + " %}'", line);
   }
 
+  // {% for target in iterable [if cond] %} … [{% else %} …] {% endfor %}
   StmtPtr parse_for() {
     const int line = cur().line;
     next();
@@ -225,6 +231,7 @@ class Parser {
     return s;
   }
 
+  // {% if %} … {% elif %} … {% else %} … {% endif %}; each elif becomes a nested if in else_body.
   StmtPtr parse_if() {
     const int line = cur().line;
     next();
@@ -250,6 +257,7 @@ class Parser {
     return root;
   }
 
+  // {% set target = expr %} or the block form {% set target [| filters] %} … {% endset %}.
   StmtPtr parse_set() {
     const int line = cur().line;
     next();
@@ -377,6 +385,8 @@ class Parser {
     return false;
   }
 
+  // jinja2's parse_tuple: an expression, or a tuple when commas separate several (a trailing comma
+  // makes a 1-tuple); `simplified` accepts only primaries (assignment targets).
   ExprPtr parse_tuple(bool simplified, bool with_condexpr, const EndTags& extra_end, bool explicit_parens,
                       bool with_namespace) {
     const int line = cur().line;
@@ -496,6 +506,7 @@ class Parser {
     return parse_compare();
   }
 
+  // Comparisons chain like Python's: a < b < c.
   ExprPtr parse_compare() {
     const int line = cur().line;
     ExprPtr expr = parse_math1();
@@ -568,6 +579,8 @@ class Parser {
     return left;
   }
 
+  // -x|abs parses as (-x)|abs: the operand of a unary sign is parsed without filters, and the
+  // filters that follow apply to the negation (jinja2's parse_unary(with_filter=False)).
   ExprPtr parse_unary(bool with_filter) {
     const int line = cur().line;
     ExprPtr node;
@@ -584,6 +597,8 @@ class Parser {
     return node;
   }
 
+  // Literals, names, parenthesized expressions/tuples, lists and dicts. true/false/none (either
+  // case) are constants, as in jinja2.
   ExprPtr parse_primary(bool with_namespace) {
     const Token& tk = cur();
     const int line = tk.line;
@@ -717,6 +732,7 @@ class Parser {
     return e;
   }
 
+  // An index or a slice [start:stop:step] (each part optional).
   ExprPtr parse_subscribed() {
     const int line = cur().line;
     std::vector<ExprPtr> parts;  // start, stop, step
@@ -796,6 +812,7 @@ class Parser {
     return node;
   }
 
+  // `is [not] name`, with arguments in parentheses or one bare argument (`is divisibleby 3`).
   ExprPtr parse_test(ExprPtr node) {
     const int line = cur().line;
     next();  // 'is'

@@ -9,6 +9,8 @@
 
 namespace infer::jinja::py {
 
+// UTF-8 decoding that never fails: templates and JSON input are valid UTF-8, and a stray byte
+// is passed through as itself rather than rejected.
 char32_t decode_at(std::string_view s, size_t& i) {
   const auto b0 = static_cast<unsigned char>(s[i]);
   int len = b0 < 0x80 ? 1 : (b0 >> 5) == 0x6 ? 2 : (b0 >> 4) == 0xE ? 3 : (b0 >> 3) == 0x1E ? 4 : 0;
@@ -53,6 +55,7 @@ bool is_ascii(std::string_view s) {
   return true;
 }
 
+// CPython's Py_UNICODE_ISSPACE (str.isspace and the regex \s that jinja2's lexer uses).
 bool is_space(char32_t c) {
   if (c < 0x80) return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20);
   return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
@@ -78,6 +81,7 @@ std::string map_cps(std::string_view s, F&& f) {
 }
 }  // namespace
 
+// str.isprintable: categories Cc, Cf, Cs, Co, Cn, Zl, Zp, Zs are not printable, except ' '.
 bool is_printable(char32_t c) {
   if (c == ' ') return true;
   if (c < 0x20 || c == 0x7F) return false;
@@ -91,6 +95,7 @@ bool is_printable(char32_t c) {
   }
 }
 
+// Character classes for islower/isupper/isalpha/isdigit/isnumeric, from utf8proc categories.
 bool is_cased_upper(char32_t c) {
   const auto k = category(c);
   return k == UTF8PROC_CATEGORY_LU || k == UTF8PROC_CATEGORY_LT;
@@ -113,6 +118,7 @@ bool all_ws(std::string_view s) {
   return true;
 }
 
+// Whitespace or a set of code points, from either end, walking whole code points.
 std::string_view strip(std::string_view s, const std::optional<std::string_view>& chars, bool left, bool right) {
   std::vector<char32_t> set;
   if (chars)
@@ -143,6 +149,7 @@ std::string_view strip(std::string_view s, const std::optional<std::string_view>
 std::string_view rstrip_ws(std::string_view s) { return strip(s, std::nullopt, false, true); }
 std::string_view lstrip_ws(std::string_view s) { return strip(s, std::nullopt, true, false); }
 
+// Code points = bytes that are not UTF-8 continuation bytes.
 size_t length(std::string_view s) {
   size_t n = 0;
   for (char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
@@ -166,6 +173,7 @@ std::string swapcase(std::string_view s) {
   return map_cps(s, [](char32_t c) { return is_cased_upper(c) ? to_lower(c) : is_cased_lower(c) ? to_upper(c) : c; });
 }
 
+// str.title(): title-case after an uncased character, lower-case after a cased one.
 std::string title(std::string_view s) {
   std::string out;
   bool prev_cased = false;
@@ -177,6 +185,7 @@ std::string title(std::string_view s) {
   return out;
 }
 
+// str.capitalize(): the first character title-cased, the rest lower-cased (Python 3.8+).
 std::string capitalize(std::string_view s) {
   std::string out;
   bool first = true;
@@ -188,6 +197,8 @@ std::string capitalize(std::string_view s) {
   return out;
 }
 
+// str.split: with a separator, exact matches; without, runs of whitespace with the ends ignored
+// (after maxsplit splits the rest is kept whole, its leading whitespace dropped).
 std::vector<std::string> split(std::string_view s, const std::optional<std::string_view>& sep, int64_t maxsplit) {
   std::vector<std::string> out;
   if (maxsplit < 0) maxsplit = INT64_MAX;
@@ -229,6 +240,7 @@ std::vector<std::string> split(std::string_view s, const std::optional<std::stri
   return out;
 }
 
+// str.rsplit: split from the right; differs from split only when maxsplit limits it.
 std::vector<std::string> rsplit(std::string_view s, const std::optional<std::string_view>& sep, int64_t maxsplit) {
   if (maxsplit < 0) return split(s, sep, maxsplit);
   std::vector<std::string> out;
@@ -271,6 +283,7 @@ std::vector<std::string> rsplit(std::string_view s, const std::optional<std::str
   return out;
 }
 
+// str.splitlines: \n, \r, \r\n, \v, \f, \x1c-\x1e, \x85, \u2028, \u2029 end lines.
 std::vector<std::string> splitlines(std::string_view s, bool keepends) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -288,6 +301,8 @@ std::vector<std::string> splitlines(std::string_view s, bool keepends) {
   return out;
 }
 
+// repr(str): single quotes unless the text has ' and no "; \t \n \r and the quote escaped;
+// non-printable characters as \xNN, \uNNNN or \UNNNNNNNN.
 std::string repr(std::string_view s) {
   const bool has_single = s.find('\'') != std::string_view::npos;
   const bool has_double = s.find('"') != std::string_view::npos;

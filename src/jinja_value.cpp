@@ -11,6 +11,7 @@
 
 namespace infer::jinja {
 
+// The hint is kept in the string slot; only error messages read it.
 Value Value::undefined(std::string hint) {
   return Value(Kind::kUndefined, std::make_shared<const std::string>(std::move(hint)));
 }
@@ -42,6 +43,7 @@ const std::string& Value::undefined_hint() const {
   return kEmpty;
 }
 
+// Python bool(): empty containers and strings, 0, None and Undefined are false.
 bool Value::truthy() const {
   switch (kind_) {
     case Kind::kUndefined: case Kind::kNone: return false;
@@ -56,6 +58,7 @@ bool Value::truthy() const {
   return false;
 }
 
+// Python's type names, used in error messages ('str', 'NoneType', …).
 const char* Value::type_name() const {
   switch (kind_) {
     case Kind::kUndefined: return "Undefined";
@@ -73,6 +76,8 @@ const char* Value::type_name() const {
   return "object";
 }
 
+// Python's repr(float): the shortest digits that round-trip (std::to_chars), written in fixed
+// notation for decimal exponents -4..15 and as d.ddde±XX otherwise.
 std::string float_repr(double d) {
   if (std::isnan(d)) return "nan";
   if (std::isinf(d)) return d < 0 ? "-inf" : "inf";
@@ -111,8 +116,10 @@ std::string float_repr(double d) {
 
 namespace {
 
+// repr(): strings quoted and escaped, everything else as str().
 void repr_into(const Value& v, std::string& out);
 
+// repr of a list/tuple: items by repr(), a 1-tuple keeps its comma.
 void seq_repr(const ValueList& items, bool tuple, std::string& out) {
   out += tuple ? '(' : '[';
   for (size_t i = 0; i < items.size(); ++i) {
@@ -134,6 +141,7 @@ void dict_repr(const ValueDict& d, std::string& out) {
   out += '}';
 }
 
+// Python str() of a value, which is what {{ }} and ~ print: True/None/1.0, containers by repr().
 void str_into(const Value& v, std::string& out) {
   switch (v.kind()) {
     case Kind::kUndefined: return;
@@ -184,6 +192,8 @@ std::string Value::repr() const {
   return out;
 }
 
+// Python ==: numbers by value across bool/int/float, containers element-wise, dicts regardless of
+// order; namespaces and functions by identity.
 bool Value::operator==(const Value& o) const {
   if (is_number() && o.is_number()) {
     if (is_float() || o.is_float()) return as_float() == o.as_float();
@@ -210,6 +220,7 @@ bool Value::operator==(const Value& o) const {
   }
 }
 
+// Linear lookups: template dicts (messages, tool schemas) have a handful of keys.
 const Value* ValueDict::find(const Value& key) const {
   if (key.is_string()) return find(std::string_view(key.str_ref()));
   for (const auto& e : entries)
@@ -243,6 +254,7 @@ const Value* CallArgs::arg(size_t i, std::string_view name) const {
   return kwarg(name);
 }
 
+// JSON → values. Integers beyond int64 become floats (Python would keep them exact).
 Value from_json(const nlohmann::ordered_json& j) {
   switch (j.type()) {
     case nlohmann::ordered_json::value_t::null: return Value(nullptr);
@@ -272,6 +284,9 @@ Value from_json(const nlohmann::ordered_json& j) {
 
 namespace {
 
+// A JSON string as Python's json.dumps writes it: with ensure_ascii=False only " \ and control
+// characters are escaped (\n \r \t \b \f, others \u00XX); with ensure_ascii=True every non-ASCII
+// character becomes \uXXXX (surrogate pairs above U+FFFF). Hex digits are lower-case.
 void json_string(std::string_view s, bool ensure_ascii, std::string& out) {
   static const char* hex = "0123456789abcdef";
   auto u4 = [&](uint32_t c) {
@@ -309,6 +324,7 @@ void json_string(std::string_view s, bool ensure_ascii, std::string& out) {
   out += '"';
 }
 
+// json.dumps converts str/int/float/bool/None keys to strings and rejects the rest.
 std::string json_key(const Value& k) {
   switch (k.kind()) {
     case Kind::kString: return k.str_ref();
@@ -320,6 +336,8 @@ std::string json_key(const Value& k) {
   }
 }
 
+// json.dumps layout: one line with the separators, or with indent one item per line and the
+// closing bracket at the parent's depth; empty containers stay [] / {}.
 void json_into(const Value& v, const JsonFormat& f, int level, std::string& out) {
   switch (v.kind()) {
     case Kind::kNone: out += "null"; return;
