@@ -7,7 +7,10 @@ BIN=$1
 MODEL=$2
 S1=infer_repl_a_$$
 S2=infer_repl_b_$$
-cleanup() { tmux kill-session -t "$S1" 2>/dev/null || true; tmux kill-session -t "$S2" 2>/dev/null || true; }
+S3=infer_repl_c_$$
+cleanup() {
+  for s in "$S1" "$S2" "$S3"; do tmux kill-session -t "$s" 2>/dev/null || true; done
+}
 trap cleanup EXIT
 
 screen() { tmux capture-pane -p -J -S -200 -t "$1"; }
@@ -47,4 +50,18 @@ tmux send-keys -t "$S2" "still here?" Enter
 wait_for "$S2" "generation:" 2
 tmux send-keys -t "$S2" "/quit" Enter
 wait_for "$S2" "EXITED 0"
+
+# --- a full context: a clear message, no crash; /clear recovers
+tmux new-session -d -s "$S3" -x 220 -y 50 "$BIN -m $MODEL -n 100 -c 40 --temp 0 --ignore-eos -t 1; echo EXITED \$?; sleep 30"
+wait_for "$S3" "chat with qwen3"
+tmux send-keys -t "$S3" "fill it up" Enter
+wait_for "$S3" "the context is full"
+tmux send-keys -t "$S3" "one more" Enter
+wait_for "$S3" "no longer fits in the context"
+tmux send-keys -t "$S3" "/clear" Enter
+wait_for "$S3" "history cleared"
+tmux send-keys -t "$S3" "fresh start" Enter
+wait_for "$S3" "generation:" 2
+tmux send-keys -t "$S3" "/quit" Enter
+wait_for "$S3" "EXITED 0"
 echo "PASS"
