@@ -4,6 +4,8 @@
 // Build: nvcc compiles kernels/*.cu for the GPU; cmake/simt.cmake compiles the same files as C++ with
 // -DINFER_SIMT into infer_simt, where infer_launch runs the kernel in the SIMT emulator (docs/simt.md).
 #pragma once
+#include <algorithm>
+#include <functional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -64,22 +66,45 @@ inline cudaError_t infer_launch(void (*kernel)(Params...), dim3 grid, dim3 block
   return cudaGetLastError();
 }
 #else
+namespace infer::simt {
+// Implemented by the CUDA runtime shim (src/cuda/cuda_shim.cpp): while `stream` is being captured into a
+// CUDA graph, keeps `launch` as a node of that graph (it runs at cudaGraphLaunch) and returns true;
+// otherwise returns false and the caller runs the launch now.
+bool stream_capture_launch(cudaStream_t stream, std::function<void()>& launch);
+}  // namespace infer::simt
+
 template <class... Params, class... Args>
 inline cudaError_t infer_launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_bytes,
                                 cudaStream_t stream, Args&&... args) {
   static_assert(sizeof...(Params) == sizeof...(Args), "infer_launch: argument count does not match the kernel");
-  (void)stream;  // streams are ordered no-ops in the emulator: the launch is synchronous
+  // Streams are ordered no-ops in the emulator: the launch runs now (synchronously), or, while the stream
+  // is being captured into a CUDA graph, when the graph is launched.
   struct Ctx {
     void (*kernel)(Params...);
     std::tuple<std::decay_t<Params>...> params;
   };
-  Ctx ctx{kernel, std::tuple<std::decay_t<Params>...>(std::forward<Args>(args)...)};
-  ::infer::simt::launch(::infer::simt::LaunchConfig{reinterpret_cast<const void*>(kernel), grid, block, smem_bytes},
-                        [](void* p) {
-                          auto* c = static_cast<Ctx*>(p);
-                          std::apply(c->kernel, c->params);  // each thread gets its own copy of the arguments
-                        },
-                        &ctx);
+  std::function<void()> run = [cfg = ::infer::simt::LaunchConfig{reinterpret_cast<const void*>(kernel), grid, block,
+                                                                 smem_bytes},
+                               ctx = Ctx{kernel, std::tuple<std::decay_t<Params>...>(std::forward<Args>(args)...)}]() mutable {
+    ::infer::simt::launch(cfg,
+                          [](void* p) {
+                            auto* c = static_cast<Ctx*>(p);
+                            std::apply(c->kernel, c->params);  // each thread gets its own copy of the arguments
+                          },
+                          &ctx);
+  };
+  if (!::infer::simt::stream_capture_launch(stream, run)) run();
   return cudaSuccess;
 }
 #endif
+
+// Allows `kernel` up to `bytes` of dynamic shared memory (above 48 KiB needs an opt-in on the GPU; the
+// emulator allows 227 KiB). Call once before the first launch that needs it.
+template <class... Params>
+inline void infer_set_max_dynamic_smem(void (*kernel)(Params...), size_t bytes) {
+#if defined(__CUDACC__)
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+#else
+  (void)kernel, (void)bytes;
+#endif
+}

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "common.h"
 #include "cpu/ops.h"
 #include "rope.h"
 #include "safetensors.h"
@@ -59,6 +60,77 @@ class Backend {
                       int64_t n) = 0;
   // x += y, rows of width n.
   virtual void add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) = 0;
+  // x += y, then out = rmsnorm(x) * w (a residual add and the next norm; out may alias y). A backend may fuse
+  // the two passes; by default, add then rmsnorm.
+  virtual void add_rmsnorm(float* x, int64_t ldx, const float* y, int64_t ldy, const TensorInfo& w, float* out,
+                           int64_t ldo, int64_t T, int64_t n, float eps) {
+    add(x, ldx, y, ldy, T, n);
+    rmsnorm(x, ldx, w, out, ldo, T, n, eps);
+  }
+
+  // ---- MoE (Qwen3-MoE, DeepSeek-V3): experts run on the rows routed to them. Row indices and weights are host
+  // memory (routing runs on the host). Ops added after the first backends have defaults that throw
+  // INFER_ERR_UNSUPPORTED naming the op, so a backend that lacks one fails plainly at the first use.
+  // dst[i, :width] = src[rows[i], :width] for i < n.
+  virtual void gather_rows(const float* src, int64_t lds, const int32_t* rows, int64_t n, float* dst, int64_t ldd,
+                           int64_t width) {
+    unsupported("gather_rows");
+  }
+  // dst[rows[i], :width] += weights[i] * src[i, :width] for i = 0..n-1 in order (a row may repeat; the product is
+  // rounded before the add, as torch's index_add_ of `out * w`).
+  virtual void scatter_add_rows(float* dst, int64_t ldd, const float* src, int64_t lds, const int32_t* rows,
+                                const float* weights, int64_t n, int64_t width) {
+    unsupported("scatter_add_rows");
+  }
+
+  // ---- MLA (DeepSeek-V3 multi-head latent attention; model-spec.md §3.3, §4). The cache of a layer (alloc_kv with
+  // width r + dr) holds per token the kv_a_layernorm'ed latent (r = kv_lora_rank values) followed by the rotated
+  // rope key (dr = qk_rope_head_dim values). Queries are rows of nh heads of dn + dr (q_nope ‖ q_rope); kv_b is
+  // kv_b_proj [nh·(dn + dv), r] (per head: dn rows of W_UK, then dv rows of W_UV).
+  // RoPE on one slice per head: x[t, h·head_stride : h·head_stride + d] for h < n_heads at position pos0 + t, with
+  // interleaved pairs (2i, 2i+1) (DeepSeek's checkpoint layout) or NeoX halves (i, i + d/2).
+  virtual void rope_strided(float* x, int64_t ldx, int64_t T, int64_t n_heads, int64_t head_stride, int64_t d,
+                            bool interleaved, int64_t pos0, const RopeTable& rope) {
+    unsupported("rope_strided");
+  }
+  // dst[i, :width] = cache[pos0 + i, :width] as fp32, for i < n.
+  virtual void kv_read(const void* cache, int64_t width, int64_t pos0, int64_t n, float* dst, int64_t ldd) {
+    unsupported("kv_read");
+  }
+  // q absorbed through W_UK: qa[t, h·(r+dr) + c] = Σ_{i<dn} q[t, h·(dn+dr) + i] · kv_b[h·(dn+dv) + i, c] for c < r,
+  // and qa[t, h·(r+dr) + r + j] = q[t, h·(dn+dr) + dn + j] for j < dr (the rope part is copied).
+  virtual void mla_absorb_q(const float* q, int64_t ldq, const cpu::Matrix& kv_b, float* qa, int64_t ldqa, int64_t T,
+                            int64_t nh, int64_t dn, int64_t dr, int64_t dv) {
+    unsupported("mla_absorb_q");
+  }
+  // Absorbed attention (MQA over the latent cache): for query rows t (position pos0 + t) and heads h,
+  // p = softmax_j(scale · qa[t, h·(r+dr) : (h+1)·(r+dr)] · cache[j]) over j <= pos0 + t, and
+  // o[t, h·r : (h+1)·r] = Σ_j p_j · cache[j, :r].
+  virtual void mla_attention_absorbed(const float* qa, int64_t ldqa, const void* cache, int64_t r, int64_t dr,
+                                      float* o, int64_t ldo, int64_t T, int64_t pos0, int64_t nh, float scale) {
+    unsupported("mla_attention_absorbed");
+  }
+  // The output through W_UV: out[t, h·dv + j] = Σ_{c<r} o[t, h·r + c] · kv_b[h·(dn+dv) + dn + j, c].
+  virtual void mla_absorb_out(const float* o, int64_t ldo, const cpu::Matrix& kv_b, float* out, int64_t ldout,
+                              int64_t T, int64_t nh, int64_t dn, int64_t dv) {
+    unsupported("mla_absorb_out");
+  }
+  // One key block of the decompressed ("naive") attention, flash style. Keys j < nj are at positions j0 + j, with
+  // k_nope / v in kvb[j, h·(dn+dv) : +dn] / [h·(dn+dv)+dn : +dv] (kv_b_proj of the latent) and the shared rope key
+  // in kr[j, :dr]. For query rows t (position pos0 + t, causal) and heads h, the score is
+  // scale · (q_nope·k_nope + q_rope·k_rope); the running max m[t·nh + h], sum l[t·nh + h] and the unnormalised
+  // output out[t, h·dv : +dv] are updated. first: the state starts empty; last: out is divided by l.
+  virtual void mla_attention_block(const float* q, int64_t ldq, const float* kvb, int64_t ldkvb, const float* kr,
+                                   int64_t ldkr, int64_t j0, int64_t nj, float* m, float* l, float* out, int64_t ldo,
+                                   int64_t T, int64_t pos0, int64_t nh, int64_t dn, int64_t dr, int64_t dv,
+                                   float scale, bool first, bool last) {
+    unsupported("mla_attention_block");
+  }
+
+ protected:
+  [[noreturn]] void unsupported(const char* op) const {
+    fail(INFER_ERR_UNSUPPORTED, name() + " backend does not implement " + op);
+  }
 };
 
 // Creates the backend named by `device`: "cpu", "cuda"/"cuda:N", or "auto" (CUDA when this build has it and a

@@ -33,6 +33,14 @@ struct ArchDefaults {
 constexpr ArchDefaults kArchs[] = {
     // transformers Qwen3Config: head_dim=128, max_position_embeddings=32768, rope_theta=10000, eps=1e-6.
     {"qwen3", 128, 32768, 10000.0, 1e-6},
+    // LlamaConfig: head_dim=None (hidden/heads), max_position_embeddings=2048, rope_theta=10000, eps=1e-6.
+    {"llama", 0, 2048, 10000.0, 1e-6},
+    // Qwen2Config: no head_dim (hidden/heads), max_position_embeddings=32768, rope_theta=10000, eps=1e-6.
+    {"qwen2", 0, 32768, 10000.0, 1e-6},
+    // Qwen3MoeConfig: no head_dim attribute (hidden/heads), max_position_embeddings=32768, rope_theta=10000.
+    {"qwen3_moe", 0, 32768, 10000.0, 1e-6},
+    // DeepseekV3Config: head_dim = qk_rope_head_dim (64; MLA reads its own head sizes), max_position_embeddings=4096.
+    {"deepseek_v3", 64, 4096, 10000.0, 1e-6},
 };
 
 const ArchDefaults* find_arch(const std::string& model_type) {

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common.h"
+#include "models/fp8_weights.h"
 #include "models/models.h"
 
 namespace infer {
@@ -15,6 +16,10 @@ namespace infer {
 const std::vector<ArchEntry>& architectures() {
   static const std::vector<ArchEntry> table = {
       {"qwen3", &models::create_qwen3},
+      {"llama", &models::create_llama},
+      {"qwen2", &models::create_qwen2},
+      {"qwen3_moe", &models::create_qwen3_moe},
+      {"deepseek_v3", &models::create_deepseek_v3},
   };
   return table;
 }
@@ -73,9 +78,16 @@ cpu::Matrix Transformer::matrix(const std::string& name, int64_t rows, int64_t c
       m.data = converted_.back().data();
       break;
     }
+    case DType::F8_E4M3: {  // with 128×128 block scales, dequantised inside the matmul (cpu/ops_fp8.h)
+      if (fp8_block_ <= 0) fp8_block_ = models::fp8_block_size(config);
+      std::string scale_name;
+      m = models::bind_fp8(*weights, t, name, rows, cols, fp8_block_, &scale_name);
+      bound_.push_back(scale_name);
+      break;
+    }
     default:
       fail(INFER_ERR_UNSUPPORTED, "tensor " + name + " in " + t.file + " has dtype " + dtype_name(t.dtype) +
-                                      "; supported for weights: BF16, F16, F32");
+                                      "; supported for weights: BF16, F16, F32, F8_E4M3 (with block scales)");
   }
   if (reinterpret_cast<uintptr_t>(m.data) % dtype_size(m.dtype) != 0)
     fail(INFER_ERR_FORMAT, "tensor " + name + " in " + t.file + " is not aligned to its element size");

@@ -81,6 +81,7 @@ class Transformer {
   const TensorInfo& vector(const std::string& name, int64_t n, const std::string& fields);
   // Storage for weights converted at load (f16 → f32); kept alive with the model.
   std::vector<std::vector<float>> converted_;
+  int64_t fp8_block_ = 0;  // quantization_config's FP8 scale block side, read at the first FP8 weight
 };
 
 // The architecture registry: model_type → factory.

@@ -31,10 +31,9 @@ RopeTable make_rope_table(int64_t dim, double base, const RopeScaling& sc, int64
     return t;
   }
   if (sc.type == "yarn") {
-    double factor = sc.factor;
-    // transformers 4.5x: with original_max_position_embeddings given, the factor is max_pos / original.
-    if (sc.original_max_position_embeddings > 0 && max_pos > 0)
-      factor = double(max_pos) / double(sc.original_max_position_embeddings);
+    // transformers 4.57.1 (the pinned version) uses rope_scaling.factor as given; 4.52 replaced it by
+    // max_position_embeddings / original_max_position_embeddings (docs/fixtures.md, "version trap").
+    const double factor = sc.factor;
     const double orig = sc.original_max_position_embeddings > 0 ? double(sc.original_max_position_embeddings)
                                                                  : double(max_pos);
     auto get_mscale = [](double scale, double m) { return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0; };
@@ -61,20 +60,21 @@ RopeTable make_rope_table(int64_t dim, double base, const RopeScaling& sc, int64
     return t;
   }
   if (sc.type == "llama3") {
-    const double factor = sc.factor, lf = sc.low_freq_factor, hf = sc.high_freq_factor;
-    const double old_ctx = double(sc.original_max_position_embeddings);
-    const double low_wavelen = old_ctx / lf, high_wavelen = old_ctx / hf;
+    // fp32 throughout, in torch's order of operations (transformers _compute_llama3_parameters on a float32
+    // inv_freq: Python scalars join fp32 tensor ops as fp32, and `2π / t` is evaluated as reciprocal(t) · 2π).
+    const float factor = float(sc.factor), lf = float(sc.low_freq_factor);
+    const float hf_minus_lf = float(sc.high_freq_factor - sc.low_freq_factor);  // a Python scalar expression
+    const float old_ctx = float(sc.original_max_position_embeddings);
+    const float low_wavelen = float(double(sc.original_max_position_embeddings) / sc.low_freq_factor);
+    const float high_wavelen = float(double(sc.original_max_position_embeddings) / sc.high_freq_factor);
     for (int64_t j = 0; j < half; ++j) {
-      const double f = t.inv_freq[j];
-      const double wavelen = 2 * M_PI / f;
-      double r;
-      if (wavelen > low_wavelen) r = f / factor;
-      else if (wavelen < high_wavelen) r = f;
-      else {
-        const double smooth = (old_ctx / wavelen - lf) / (hf - lf);
-        r = (1 - smooth) * f / factor + smooth * f;
-      }
-      t.inv_freq[j] = float(r);
+      const float f = t.inv_freq[j];
+      const float wavelen = (1.0f / f) * float(2 * M_PI);
+      const float scaled = wavelen > low_wavelen ? f / factor : f;  // inv_freq_llama
+      const float smooth = ((1.0f / wavelen) * old_ctx - lf) / hf_minus_lf;  // scalar / tensor = reciprocal · scalar
+      const float smoothed = (1.0f - smooth) * scaled / factor + smooth * scaled;
+      const bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+      t.inv_freq[j] = medium ? smoothed : scaled;
     }
     return t;
   }

@@ -98,7 +98,7 @@ class ConfigDirTest : public ::testing::Test {
 // ---------------------------------------------------------------------------------------------------
 // config.json: positive cases
 
-TEST(HfConfig, SupportedModelTypes) { EXPECT_THAT(supported_model_types(), ElementsAre("qwen3")); }
+TEST(HfConfig, SupportedModelTypes) { EXPECT_THAT(supported_model_types(), ElementsAre("qwen3", "llama", "qwen2", "qwen3_moe", "deepseek_v3")); }
 
 TEST(HfConfig, ParsesQwen3_0_6B) {
   ModelConfig c = parse_model_config(kQwen3_0_6B, "config.json");
@@ -284,7 +284,7 @@ TEST(HfConfig, UnknownModelType) {
   j["model_type"] = "xyz";
   auto e = parse_error(j);
   EXPECT_EQ(e.code(), INFER_ERR_UNSUPPORTED);
-  EXPECT_THAT(msg(e), HasSubstr("config.json: model_type 'xyz' is not supported; supported: qwen3"));
+  EXPECT_THAT(msg(e), HasSubstr("config.json: model_type 'xyz' is not supported; supported: qwen3, llama, qwen2, qwen3_moe, deepseek_v3"));
 }
 
 TEST(HfConfig, RequiredFieldMissing) {

@@ -28,6 +28,7 @@ NO_SPILL=(
   '(^|::)gemm[a-z0-9_]*_kernel'
   '(^|::)(mla_)?attention[a-z0-9_]*_kernel'
   '(^|::)moe[a-z0-9_]*_kernel'
+  '(^|::)(sample|embed|kv_write|swiglu|add|add_bias|f32_to_bf16)_kernel'
 )
 
 while getopts "o:a:n:h" opt; do

@@ -7,6 +7,7 @@
 #include <new>
 
 #include "common.h"
+#include "cpu/ops_fp8.h"
 
 namespace infer {
 
@@ -37,6 +38,7 @@ void CpuBackend::rmsnorm(const float* x, int64_t ldx, const TensorInfo& w, float
 }
 
 void CpuBackend::matmul(const float* x, int64_t ldx, const cpu::Matrix& w, float* y, int64_t ldy, int64_t T) {
+  if (w.dtype == DType::F8_E4M3) return cpu::matmul_fp8(pool_, x, ldx, w, y, ldy, T);  // w8a16, ops_fp8.h
   cpu::matmul(pool_, x, ldx, w, y, ldy, T);
 }
 
@@ -115,6 +117,196 @@ void CpuBackend::swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu
 void CpuBackend::add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) {
   for (int64_t t = 0; t < T; ++t)
     for (int64_t i = 0; i < n; ++i) x[t * ldx + i] += y[t * ldy + i];
+}
+
+// ---- MoE
+
+void CpuBackend::gather_rows(const float* src, int64_t lds, const int32_t* rows, int64_t n, float* dst, int64_t ldd,
+                             int64_t width) {
+  for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * ldd, src + int64_t(rows[i]) * lds, size_t(width) * 4);
+}
+
+void CpuBackend::scatter_add_rows(float* dst, int64_t ldd, const float* src, int64_t lds, const int32_t* rows,
+                                  const float* weights, int64_t n, int64_t width) {
+  for (int64_t i = 0; i < n; ++i) {
+    float* d = dst + int64_t(rows[i]) * ldd;
+    const float* s = src + i * lds;
+    const float w = weights[i];
+    for (int64_t j = 0; j < width; ++j) {
+      const float p = s[j] * w;  // rounded, then added (torch: index_add_(out * w))
+      d[j] += p;
+    }
+  }
+}
+
+// ---- MLA
+
+void CpuBackend::rope_strided(float* x, int64_t ldx, int64_t T, int64_t n_heads, int64_t head_stride, int64_t d,
+                              bool interleaved, int64_t pos0, const RopeTable& rope) {
+  const int64_t half = d / 2;
+  rope_cs_.resize(size_t(2 * half));
+  float* c = rope_cs_.data();
+  float* s = c + half;
+  for (int64_t t = 0; t < T; ++t) {
+    rope.angles(pos0 + t, c, s);
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* v = x + t * ldx + h * head_stride;
+      if (!interleaved) {
+        cpu::rope_neox(v, c, s, d);
+        continue;
+      }
+      // Pairs (2i, 2i+1) rotate by angle i: what HF computes after de-interleaving to [x0, x2, …, x1, x3, …] and
+      // applying rotate_half (its outputs are in that permuted order; q·k is the same either way).
+      for (int64_t i = 0; i < half; ++i) {
+        const float a = v[2 * i], b = v[2 * i + 1];
+        v[2 * i] = a * c[i] - b * s[i];
+        v[2 * i + 1] = b * c[i] + a * s[i];
+      }
+    }
+  }
+}
+
+void CpuBackend::kv_read(const void* cache, int64_t width, int64_t pos0, int64_t n, float* dst, int64_t ldd) {
+  const float* c = static_cast<const float*>(cache);
+  for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * ldd, c + (pos0 + i) * width, size_t(width) * 4);
+}
+
+void CpuBackend::mla_absorb_q(const float* q, int64_t ldq, const cpu::Matrix& kv_b, float* qa, int64_t ldqa,
+                              int64_t T, int64_t nh, int64_t dn, int64_t dr, int64_t dv) {
+  const int64_t r = kv_b.cols, dq = dn + dr, w = r + dr;
+  if (int64_t(mla_rows_.size()) < pool_.size() * r) mla_rows_.resize(size_t(pool_.size() * r));
+  const int64_t grain = std::max<int64_t>(1, cpu::min_parallel_work() / std::max<int64_t>(1, dn * r * T));
+  pool_.parallel_for(nh, grain, [&](int tid, int64_t h0, int64_t h1) {
+    float* row = mla_rows_.data() + size_t(tid) * r;
+    for (int64_t h = h0; h < h1; ++h) {
+      for (int64_t t = 0; t < T; ++t) {
+        std::fill(qa + t * ldqa + h * w, qa + t * ldqa + h * w + r, 0.f);
+        std::memcpy(qa + t * ldqa + h * w + r, q + t * ldq + h * dq + dn, size_t(dr) * 4);
+      }
+      // qa[t, h, :r] = Σ_i q_nope[t, h, i] · W_UK[h, i, :], one weight row at a time (read once for all t).
+      for (int64_t i = 0; i < dn; ++i) {
+        cpu::matrix_row_f32(kv_b, h * (dn + dv) + i, row);
+        for (int64_t t = 0; t < T; ++t) {
+          const float a = q[t * ldq + h * dq + i];
+          float* o = qa + t * ldqa + h * w;
+          for (int64_t c = 0; c < r; ++c) o[c] += a * row[c];
+        }
+      }
+    }
+  });
+}
+
+void CpuBackend::mla_attention_absorbed(const float* qa, int64_t ldqa, const void* cache, int64_t r, int64_t dr,
+                                        float* o, int64_t ldo, int64_t T, int64_t pos0, int64_t nh, float scale) {
+  const float* kv = static_cast<const float*>(cache);
+  const int64_t w = r + dr;
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t nk = pos0 + t + 1;
+    if (int64_t(mla_scores_.size()) < nh * nk) mla_scores_.resize(size_t(nh * nk));
+    float* S = mla_scores_.data();  // (nh, nk)
+    const float* qt = qa + t * ldqa;
+    // Scores: keys outer (each cache row is read once for all heads), split over threads by key ranges.
+    pool_.parallel_for(nk, std::max<int64_t>(1, cpu::min_parallel_work() / (nh * w)), [&](int, int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) {
+        const float* kj = kv + j * w;
+        for (int64_t h = 0; h < nh; ++h) {
+          const float* qh = qt + h * w;
+          float s = 0.f;
+          for (int64_t u = 0; u < w; ++u) s += qh[u] * kj[u];
+          S[h * nk + j] = s * scale;
+        }
+      }
+    });
+    // Softmax per head, then o[h] = Σ_j p_j · latent_j (each thread streams the cache once for its heads).
+    pool_.parallel_for(nh, std::max<int64_t>(1, cpu::min_parallel_work() / (nk * r)), [&](int, int64_t h0, int64_t h1) {
+      for (int64_t h = h0; h < h1; ++h) {
+        float* sh = S + h * nk;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < nk; ++j) mx = std::max(mx, sh[j]);
+        float sum = 0.f;
+        for (int64_t j = 0; j < nk; ++j) sum += (sh[j] = std::exp(sh[j] - mx));
+        const float inv = 1.0f / sum;
+        for (int64_t j = 0; j < nk; ++j) sh[j] *= inv;
+        std::fill(o + t * ldo + h * r, o + t * ldo + (h + 1) * r, 0.f);
+      }
+      for (int64_t j = 0; j < nk; ++j) {
+        const float* kj = kv + j * w;
+        for (int64_t h = h0; h < h1; ++h) {
+          const float p = S[h * nk + j];
+          float* oh = o + t * ldo + h * r;
+          for (int64_t c = 0; c < r; ++c) oh[c] += p * kj[c];
+        }
+      }
+    });
+  }
+}
+
+void CpuBackend::mla_absorb_out(const float* o, int64_t ldo, const cpu::Matrix& kv_b, float* out, int64_t ldout,
+                                int64_t T, int64_t nh, int64_t dn, int64_t dv) {
+  const int64_t r = kv_b.cols;
+  const int64_t grain = std::max<int64_t>(1, cpu::min_parallel_work() / std::max<int64_t>(1, dv * r * T));
+  pool_.parallel_for(nh, grain, [&](int, int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h) {
+      // W_UV of head h: rows h·(dn+dv)+dn … +dv of kv_b, as a matrix view.
+      cpu::Matrix wv = kv_b;
+      wv.data = static_cast<const uint8_t*>(kv_b.data) + size_t((h * (dn + dv) + dn) * r) * dtype_size(kv_b.dtype);
+      wv.rows = dv;
+      wv.scale_row0 = kv_b.scale_row0 + h * (dn + dv) + dn;  // FP8: the view keeps indexing kv_b's scale grid
+      cpu::matmul_serial(o + h * r, ldo, wv, out + h * dv, ldout, T, 0, dv);
+    }
+  });
+}
+
+void CpuBackend::mla_attention_block(const float* q, int64_t ldq, const float* kvb, int64_t ldkvb, const float* kr,
+                                     int64_t ldkr, int64_t j0, int64_t nj, float* m, float* l, float* out,
+                                     int64_t ldo, int64_t T, int64_t pos0, int64_t nh, int64_t dn, int64_t dr,
+                                     int64_t dv, float scale, bool first, bool last) {
+  const int64_t dq = dn + dr, dkv = dn + dv;
+  if (int64_t(scores_.size()) < pool_.size() * nj) scores_.resize(size_t(pool_.size() * nj));
+  const int64_t grain = std::max<int64_t>(1, cpu::min_parallel_work() / std::max<int64_t>(1, nj * (dq + dv)));
+  pool_.parallel_for(T * nh, grain, [&](int tid, int64_t b, int64_t e) {
+    float* sc = scores_.data() + size_t(tid) * nj;
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t t = i / nh, h = i % nh;
+      float* oh = out + t * ldo + h * dv;
+      if (first) {
+        m[i] = -INFINITY;
+        l[i] = 0.f;
+        std::fill(oh, oh + dv, 0.f);
+      }
+      // Keys of this block visible to row t (causal).
+      const int64_t n = std::min(nj, pos0 + t + 1 - j0);
+      if (n > 0) {
+        const float* qn = q + t * ldq + h * dq;
+        const float* qr = qn + dn;
+        float mx = m[i];
+        for (int64_t j = 0; j < n; ++j) {
+          const float* kn = kvb + j * ldkvb + h * dkv;
+          const float* kj = kr + j * ldkr;
+          float s = 0.f;
+          for (int64_t u = 0; u < dn; ++u) s += qn[u] * kn[u];
+          for (int64_t u = 0; u < dr; ++u) s += qr[u] * kj[u];
+          sc[j] = s * scale;
+          mx = std::max(mx, sc[j]);
+        }
+        const float corr = std::exp(m[i] - mx);  // 0 when the state was empty (m = -inf)
+        float sum = l[i] * corr;
+        for (int64_t u = 0; u < dv; ++u) oh[u] *= corr;
+        for (int64_t j = 0; j < n; ++j) {
+          const float p = std::exp(sc[j] - mx);
+          sum += p;
+          const float* vj = kvb + j * ldkvb + h * dkv + dn;
+          for (int64_t u = 0; u < dv; ++u) oh[u] += p * vj[u];
+        }
+        m[i] = mx;
+        l[i] = sum;
+      }
+      if (last) {
+        const float inv = 1.0f / l[i];
+        for (int64_t u = 0; u < dv; ++u) oh[u] *= inv;
+      }
+    }
+  });
 }
 
 }  // namespace infer

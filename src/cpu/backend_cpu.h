@@ -37,10 +37,33 @@ class CpuBackend final : public Backend {
               int64_t n) override;
   void add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) override;
 
+  // MoE
+  void gather_rows(const float* src, int64_t lds, const int32_t* rows, int64_t n, float* dst, int64_t ldd,
+                   int64_t width) override;
+  void scatter_add_rows(float* dst, int64_t ldd, const float* src, int64_t lds, const int32_t* rows,
+                        const float* weights, int64_t n, int64_t width) override;
+
+  // MLA
+  void rope_strided(float* x, int64_t ldx, int64_t T, int64_t n_heads, int64_t head_stride, int64_t d,
+                    bool interleaved, int64_t pos0, const RopeTable& rope) override;
+  void kv_read(const void* cache, int64_t width, int64_t pos0, int64_t n, float* dst, int64_t ldd) override;
+  void mla_absorb_q(const float* q, int64_t ldq, const cpu::Matrix& kv_b, float* qa, int64_t ldqa, int64_t T,
+                    int64_t nh, int64_t dn, int64_t dr, int64_t dv) override;
+  void mla_attention_absorbed(const float* qa, int64_t ldqa, const void* cache, int64_t r, int64_t dr, float* o,
+                              int64_t ldo, int64_t T, int64_t pos0, int64_t nh, float scale) override;
+  void mla_absorb_out(const float* o, int64_t ldo, const cpu::Matrix& kv_b, float* out, int64_t ldout, int64_t T,
+                      int64_t nh, int64_t dn, int64_t dv) override;
+  void mla_attention_block(const float* q, int64_t ldq, const float* kvb, int64_t ldkvb, const float* kr,
+                           int64_t ldkr, int64_t j0, int64_t nj, float* m, float* l, float* out, int64_t ldo,
+                           int64_t T, int64_t pos0, int64_t nh, int64_t dn, int64_t dr, int64_t dv, float scale,
+                           bool first, bool last) override;
+
  private:
   ThreadPool pool_;
   std::vector<float> scores_;  // (threads, keys) softmax scratch
   std::vector<float> rope_cs_;
+  std::vector<float> mla_scores_;  // (nh, keys) absorbed-attention scores of one query row
+  std::vector<float> mla_rows_;    // (threads, r) dequantised weight rows
 };
 
 }  // namespace infer

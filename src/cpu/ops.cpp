@@ -16,6 +16,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include "common.h"
+#include "cpu/ops_fp8.h"
 
 namespace infer::cpu {
 
@@ -230,6 +231,19 @@ void matmul(ThreadPool& pool, const float* x, int64_t ldx, const Matrix& w, floa
       matmul_rows(x + t0 * ldx, ldx, w, y + t0 * ldy, ldy, tn, n0, n1);
     });
   }
+}
+
+void matmul_serial(const float* x, int64_t ldx, const Matrix& w, float* y, int64_t ldy, int64_t T, int64_t n0,
+                   int64_t n1) {
+  if (w.dtype == DType::F8_E4M3) return matmul_fp8_serial(x, ldx, w, y, ldy, T, n0, n1);
+  if (w.dtype != DType::BF16 && w.dtype != DType::F32)
+    fail(INFER_ERR_INTERNAL, std::string("matmul: unsupported weight dtype ") + dtype_name(w.dtype));
+  matmul_rows(x, ldx, w, y, ldy, T, n0, n1);
+}
+
+void matrix_row_f32(const Matrix& w, int64_t row, float* dst) {
+  if (w.dtype == DType::F8_E4M3) return fp8_row_f32(w, row, dst);
+  row_to_f32(static_cast<const uint8_t*>(w.data) + size_t(row * w.cols) * dtype_size(w.dtype), w.dtype, dst, w.cols);
 }
 
 void row_to_f32(const void* src, DType t, float* dst, int64_t n) {

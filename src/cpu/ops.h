@@ -19,15 +19,29 @@ const char* isa_name(Isa isa);
 int64_t min_parallel_work();
 void set_min_parallel_work(int64_t macs);
 
-// A weight matrix W [rows = out_features, cols = in_features] in PyTorch layout, bf16 or f32.
+// A weight matrix W [rows = out_features, cols = in_features] in PyTorch layout, bf16 or f32 — or F8_E4M3 with
+// block scales (ops_fp8.h): W[n, k] = fp8(data[n, k]) · scale[(scale_row0 + n) / block, k / block], the scale grid
+// [ceil(rows'/block), ceil(cols/block)] row-major in scale_dtype (F32, BF16 or F16). scale_row0 lets a view of
+// some rows of a larger FP8 matrix (data offset by whole rows) keep indexing its parent's scale grid.
 struct Matrix {
   DType dtype = DType::BF16;
   const void* data = nullptr;
   int64_t rows = 0, cols = 0;
+  const void* scale = nullptr;  // F8_E4M3 only: weight_scale_inv
+  DType scale_dtype = DType::F32;
+  int64_t block = 0;            // F8_E4M3 only: the scale block side (128)
+  int64_t scale_row0 = 0;       // F8_E4M3 views: first row's index in the parent matrix
+  int64_t scale_cols = 0;       // F8_E4M3 only: columns of the scale grid (ceil(cols / block))
 };
 
 // y[t, n] = sum_k x[t, k] * W[n, k] for t < T, n < W.rows; x is [T, ldx] (ldx >= W.cols), y is [T, ldy].
 void matmul(ThreadPool& pool, const float* x, int64_t ldx, const Matrix& w, float* y, int64_t ldy, int64_t T);
+// The same on the calling thread, for output columns [n0, n1) only (weight rows n0..n1-1; y still indexed from
+// column 0). For kernels that split work their own way (MLA's per-head products).
+void matmul_serial(const float* x, int64_t ldx, const Matrix& w, float* y, int64_t ldy, int64_t T, int64_t n0,
+                   int64_t n1);
+// Row `row` of W as fp32 (W.cols values).
+void matrix_row_f32(const Matrix& w, int64_t row, float* dst);
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i], for rows of width n (w is bf16 or f32, n entries).
 void rmsnorm(const float* x, const void* w, DType wtype, float* out, int64_t n, float eps);

@@ -16,7 +16,7 @@ namespace {
 struct DenseState : ForwardState {
   using ForwardState::ForwardState;
   std::vector<void*> k_cache, v_cache;  // per layer: (n_ctx, nkv*d)
-  float *x, *xn, *q, *k, *v, *att, *gate, *up, *logits;
+  float *x, *xn, *q, *k, *v, *att, *ffn_out, *ffn_scratch, *logits;
 };
 
 }  // namespace
@@ -37,8 +37,8 @@ std::unique_ptr<ForwardState> DenseDecoder::new_state(Backend& backend, int64_t 
   st->k = st->buffer(n_batch * kvw);
   st->v = st->buffer(n_batch * kvw);
   st->att = st->buffer(n_batch * qw);
-  st->gate = st->buffer(n_batch * c.intermediate_size);
-  st->up = st->buffer(n_batch * c.intermediate_size);
+  st->ffn_out = st->buffer(n_batch * c.hidden_size);
+  st->ffn_scratch = st->buffer(std::max<int64_t>(1, ffn_scratch_floats(n_batch)));
   st->logits = st->buffer(n_batch * c.vocab_size);
   return st;
 }
@@ -50,7 +50,7 @@ int64_t DenseDecoder::kv_bytes_per_token() const {
 void DenseDecoder::bind_weights(const LoadOptions& opts) {
   const auto& c = config;
   const int64_t H = c.hidden_size, d = c.head_dim, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
-  const int64_t I = c.intermediate_size, V = c.vocab_size;
+  const int64_t V = c.vocab_size;
   embed_ = &weights->get("model.embed_tokens.weight", {V, H}, "vocab_size, hidden_size");
   bound_.push_back("model.embed_tokens.weight");
   if (embed_->dtype != DType::BF16 && embed_->dtype != DType::F32 && embed_->dtype != DType::F16)
@@ -82,13 +82,41 @@ void DenseDecoder::bind_weights(const LoadOptions& opts) {
       L.k_norm = &vector(p + "self_attn.k_norm.weight", d, "head_dim");
     }
     L.ffn_norm = &vector(p + "post_attention_layernorm.weight", H, "hidden_size");
-    L.w_gate = matrix(p + "mlp.gate_proj.weight", I, H, "intermediate_size, hidden_size");
-    L.w_up = matrix(p + "mlp.up_proj.weight", I, H, "intermediate_size, hidden_size");
-    L.w_down = matrix(p + "mlp.down_proj.weight", H, I, "hidden_size, intermediate_size");
+    bind_ffn(l, p);
     if (opts.progress && !opts.progress(0.9f * float(l + 1) / float(c.num_hidden_layers)))
       fail(INFER_ERR_CANCELLED, "model load cancelled");
   }
   rope_ = make_rope_table(d, c.rope_theta, c.rope_scaling, c.max_position_embeddings);
+}
+
+void emit_dump(Backend& be, const DumpFn* dump, const std::string& name, const float* data, int64_t rows,
+               int64_t cols) {
+  if (!dump) return;
+  std::vector<float> host(size_t(rows * cols));
+  be.to_host(data, host.data(), rows * cols);
+  (*dump)(name, host.data(), rows, cols);
+}
+
+void DenseDecoder::bind_ffn(int64_t l, const std::string& p) {
+  const int64_t H = config.hidden_size, I = config.intermediate_size;
+  Layer& L = layers_[size_t(l)];
+  L.w_gate = matrix(p + "mlp.gate_proj.weight", I, H, "intermediate_size, hidden_size");
+  L.w_up = matrix(p + "mlp.up_proj.weight", I, H, "intermediate_size, hidden_size");
+  L.w_down = matrix(p + "mlp.down_proj.weight", H, I, "hidden_size, intermediate_size");
+}
+
+int64_t DenseDecoder::ffn_scratch_floats(int64_t n_batch) const { return 2 * n_batch * config.intermediate_size; }
+
+void DenseDecoder::ffn(Backend& be, int64_t l, const float* xn, float* out, int64_t T, float* scratch,
+                       const std::string& pfx, const DumpFn* dump) const {
+  const int64_t H = config.hidden_size, I = config.intermediate_size;
+  const Layer& L = layers_[size_t(l)];
+  float* gate = scratch;
+  float* up = scratch + T * I;
+  be.matmul(xn, H, L.w_gate, gate, I, T);
+  be.matmul(xn, H, L.w_up, up, I, T);
+  be.swiglu(gate, I, up, I, gate, I, T, I);
+  be.matmul(gate, I, L.w_down, out, H, T);
 }
 
 void DenseDecoder::forward(ForwardState& base, const int32_t* ids, int64_t T, float* logits, bool all_logits,
@@ -97,7 +125,7 @@ void DenseDecoder::forward(ForwardState& base, const int32_t* ids, int64_t T, fl
   Backend& be = st.backend;
   const auto& c = config;
   const int64_t H = c.hidden_size, d = c.head_dim, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
-  const int64_t I = c.intermediate_size, V = c.vocab_size, qw = nh * d, kvw = nkv * d;
+  const int64_t V = c.vocab_size, qw = nh * d, kvw = nkv * d;
   const int64_t pos0 = st.n_past;
   const float eps = float(c.rms_norm_eps);
   const float scale = 1.0f / std::sqrt(float(d));
@@ -139,12 +167,9 @@ void DenseDecoder::forward(ForwardState& base, const int32_t* ids, int64_t T, fl
 
     be.rmsnorm(st.x, H, *L.ffn_norm, st.xn, H, T, H, eps);
     emit(pfx + "ffn_norm", st.xn, T, H);
-    be.matmul(st.xn, H, L.w_gate, st.gate, I, T);
-    be.matmul(st.xn, H, L.w_up, st.up, I, T);
-    be.swiglu(st.gate, I, st.up, I, st.gate, I, T, I);
-    be.matmul(st.gate, I, L.w_down, st.xn, H, T);
-    emit(pfx + "ffn_out", st.xn, T, H);
-    be.add(st.x, H, st.xn, H, T, H);
+    ffn(be, l, st.xn, st.ffn_out, T, st.ffn_scratch, pfx, dump);
+    emit(pfx + "ffn_out", st.ffn_out, T, H);
+    be.add(st.x, H, st.ffn_out, H, T, H);
     emit(pfx + "out", st.x, T, H);
   }
 

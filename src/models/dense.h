@@ -28,6 +28,15 @@ class DenseDecoder : public Transformer {
  protected:
   void bind_weights(const LoadOptions& opts) override;
 
+  // FFN hooks: a subclass (Qwen3-MoE) replaces the MLP of some layers. The defaults are the dense SwiGLU MLP of
+  // intermediate_size. bind_ffn binds layer l's FFN weights (prefix "model.layers.{l}."); ffn computes
+  // out[T, H] = FFN_l(xn[T, H]) (out != xn) with `scratch` (ffn_scratch_floats(n_batch) floats of backend memory)
+  // and dumps its intermediates under `pfx` ("layers.{l}.").
+  virtual void bind_ffn(int64_t l, const std::string& prefix);
+  virtual int64_t ffn_scratch_floats(int64_t n_batch) const;
+  virtual void ffn(Backend& be, int64_t l, const float* xn, float* out, int64_t T, float* scratch,
+                   const std::string& pfx, const DumpFn* dump) const;
+
  private:
   struct Layer {
     const TensorInfo* attn_norm;  // (H,)
@@ -41,7 +50,7 @@ class DenseDecoder : public Transformer {
     const TensorInfo* q_norm = nullptr;  // (d,)     qk_norm
     const TensorInfo* k_norm = nullptr;  // (d,)
     const TensorInfo* ffn_norm;          // (H,)
-    cpu::Matrix w_gate;                  // (I, H)
+    cpu::Matrix w_gate;                  // (I, H)   dense FFN (bind_ffn's default)
     cpu::Matrix w_up;                    // (I, H)
     cpu::Matrix w_down;                  // (H, I)
   };
@@ -52,5 +61,9 @@ class DenseDecoder : public Transformer {
   std::vector<Layer> layers_;
   RopeTable rope_;
 };
+
+// Hands a copy of backend rows [rows, cols] to `dump` under `name` (no-op without a dump callback).
+void emit_dump(Backend& be, const DumpFn* dump, const std::string& name, const float* data, int64_t rows,
+               int64_t cols);
 
 }  // namespace infer::models

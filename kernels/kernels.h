@@ -1,0 +1,134 @@
+// kernels.h — host launch wrappers of the CUDA kernels in kernels/*.cu: plain pointers, sizes and a stream.
+//
+// One source, two builds (docs/simt.md): nvcc compiles kernels/*.cu for the GPU (namespace infer::cuda), and
+// cmake/simt.cmake compiles the same files as C++ with -DINFER_SIMT for the SIMT emulator (namespace
+// infer::simt_cuda). The namespace is inline, so callers write infer::launch_rmsnorm in both builds; the two
+// builds' symbols differ, so a test binary can hold both (the real backend in infer_internal, the emulated
+// one in infer_simt) without clashes.
+//
+// Conventions: every pointer is device memory (host memory under the emulator) unless its comment says host;
+// activations are fp32 rows with an explicit leading dimension (elements); shapes in PyTorch order. Launches
+// are asynchronous on `stream`; the wrappers do not check errors (the backend checks cudaGetLastError).
+// docs/kernels.md has the cost of each kernel and how to add one.
+#pragma once
+#include <cuda_runtime_api.h>  // cudaStream_t (host-compilable; no CUDA runtime library needed for the types)
+
+#include <cstdint>
+
+#if !defined(INFER_CUDA_NS)
+#if defined(INFER_SIMT)
+#define INFER_CUDA_NS simt_cuda
+#else
+#define INFER_CUDA_NS cuda
+#endif
+#endif
+
+namespace infer {
+inline namespace INFER_CUDA_NS {
+
+// Element type of a weight, table or norm vector buffer.
+enum class KType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
+
+// ---- setup
+
+// Prepares the kernels for the current device (shared-memory opt-ins). Returns false when this binary has no
+// kernel image the device can run (built for other GPU architectures). Call once per device.
+bool init_kernels();
+
+// ---- embedding (embedding.cu)
+
+// out[t, :hidden] = table[ids[t], :] as fp32. table: (vocab, hidden) of type `type`; ids: (T,) device.
+void launch_embed(const void* table, KType type, int64_t vocab, int64_t hidden, const int32_t* ids, int64_t T,
+                  float* out, int64_t ldo, cudaStream_t stream);
+
+// ---- norms (rmsnorm.cu)
+
+// out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w; rows of width n; w: (n,) fp32. x and out may alias.
+void launch_rmsnorm(const float* x, int64_t ldx, const float* w, float* out, int64_t ldo, int64_t T, int64_t n,
+                    float eps, cudaStream_t stream);
+// x[t] += y[t]; then out[t] = rmsnorm(x[t]) * w. One pass over x instead of two; out may alias y.
+void launch_add_rmsnorm(float* x, int64_t ldx, const float* y, int64_t ldy, const float* w, float* out, int64_t ldo,
+                        int64_t T, int64_t n, float eps, cudaStream_t stream);
+
+// ---- elementwise (elementwise.cu)
+
+// x[t, :n] += y[t, :n].
+void launch_add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n, cudaStream_t stream);
+// y[t, :n] += bias[:n]; bias fp32.
+void launch_add_bias(float* y, int64_t ldy, const float* bias, int64_t T, int64_t n, cudaStream_t stream);
+// y = silu(g) * u over rows of width n (y may alias g or u).
+void launch_swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy, int64_t T,
+                   int64_t n, cudaStream_t stream);
+// Converts x (T, K; leading dimension ldx) to `parts` packed bf16 arrays out (parts, T, K): part 0 = bf16(x), part p
+// = bf16 of what parts 0..p-1 leave (1 part: 8 significant bits; 3 parts: all 24, the "split" GEMM precision).
+// bf16 as raw bits.
+void launch_f32_to_bf16(const float* x, int64_t ldx, int64_t T, int64_t K, uint16_t* out, int parts,
+                        cudaStream_t stream);
+
+// ---- rotary embedding (rope.cu)
+
+// For each row t (position pos0 + t) and head h of x[t, h*d : (h+1)*d]: optional RMSNorm over d with weight
+// norm (d,) fp32 (null: none), then NeoX RoPE: angle_i = pos * inv_freq[i] (fp32), cos/sin scaled by
+// attn_scaling (yarn). pos0 is read from *pos_dev when pos_dev is not null (CUDA-graph replay).
+void launch_head_norm_rope(float* x, int64_t ldx, int64_t T, int64_t n_heads, int64_t d, const float* norm, float eps,
+                           const float* inv_freq, float attn_scaling, int64_t pos0, const int32_t* pos_dev,
+                           cudaStream_t stream);
+
+// ---- KV cache (kv.cu)
+
+// cache[pos0 + t, :width] = src[t, :width]; cache (n_ctx, width) fp32. pos0 from *pos_dev when not null.
+void launch_kv_write(float* cache, int64_t n_ctx, int64_t width, int64_t pos0, const int32_t* pos_dev,
+                     const float* src, int64_t lds, int64_t T, cudaStream_t stream);
+
+// ---- attention (attention.cu)
+
+// Causal GQA attention over an fp32 cache: query row t (position pos0 + t) of head h attends keys
+// 0..pos0+t of KV head g = h / (n_heads / n_kv_heads):
+//   out[t, h*d:(h+1)*d] = softmax(q[t, h] · K_g^T * scale) V_g.
+struct AttentionArgs {
+  const float* q;  // (T, ldq): n_heads * d used
+  int64_t ldq;
+  const float* k_cache;  // (n_ctx, n_kv_heads * d)
+  const float* v_cache;  // (n_ctx, n_kv_heads * d)
+  int64_t n_ctx;
+  float* out;  // (T, ldo)
+  int64_t ldo;
+  int64_t T, pos0;
+  const int32_t* pos_dev;  // when not null, pos0 = *pos_dev (CUDA-graph replay)
+  int64_t n_heads, n_kv_heads, d;
+  float scale;
+};
+
+// Split-K decode kernel (any T, any d <= 512): block (KV head g, split s, row t) scores keys of its split for
+// all n_heads / n_kv_heads query heads of g, so each K/V row is read once per step. With splits > 1 the
+// partial results go to `partial` (T * n_heads * splits * (d + 2) floats) and a second kernel combines them.
+void launch_attention_decode(const AttentionArgs& a, int splits, float* partial, cudaStream_t stream);
+int attention_decode_max_splits();
+// Flash-attention prefill on tensor cores (mma.m16n8k16 bf16, fp32 accumulation): 64 query rows per block,
+// K/V tiles of 32 keys converted to bf16 in shared memory. For d in {16, 32, 64, 128, 256}.
+void launch_attention_prefill(const AttentionArgs& a, cudaStream_t stream);
+bool attention_prefill_supported(int64_t d);
+
+// ---- matrix-vector product for decode (gemv.cu)
+
+// y[n] = sum_k W[n, k] x[k] for n < N; W (N, K) row-major bf16 or f32; x (K,) fp32; fp32 accumulation.
+// 16-byte loads when K and the pointers allow it.
+void launch_gemv(const void* w, KType type, int64_t N, int64_t K, const float* x, float* y, cudaStream_t stream);
+
+// ---- sampling (sampling.cu)
+
+struct SampleArgs {
+  float temperature = 0.0f;  // <= 0: argmax
+  int32_t top_k = 0;         // 0 or >= vocab: all tokens (needs vocab <= sample_max_candidates())
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  double u = 0.0;  // uniform draw in [0, 1): the token is where the cumulative kept mass passes u * mass
+};
+// Largest number of candidates the device sampler sorts (top-k, or the vocabulary when top-k is off).
+int sample_max_candidates();
+// *token = the token chosen from logits (vocab,) as infer::Sampler::sample does after its penalties:
+// temperature, top-k, top-p, min-p, then a draw (or argmax, first index on ties). One block.
+void launch_sample(const float* logits, int64_t vocab, const SampleArgs& args, int32_t* token, cudaStream_t stream);
+
+}  // namespace INFER_CUDA_NS
+}  // namespace infer

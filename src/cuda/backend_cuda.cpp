@@ -1,0 +1,597 @@
+// backend_cuda.cpp — see backend_cuda.h. Host code only: it allocates, uploads, queues ops, captures decode
+// graphs and calls the launch wrappers of kernels/kernels.h and cuBLAS. Built against the CUDA runtime or,
+// under INFER_SIMT, against the emulator's shim (cuda/cuda_api.h); the source is the same.
+#include "cuda/backend_cuda.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "common.h"
+#include "cuda/cuda_api.h"
+#include "kernels/kernels.h"
+
+namespace infer {
+inline namespace INFER_CUDA_NS {
+
+namespace {
+
+[[noreturn]] void cuda_fail(cudaError_t e, const char* expr, const char* file, int line) {
+  fail(e == cudaErrorMemoryAllocation ? INFER_ERR_OUT_OF_MEMORY : INFER_ERR_INTERNAL,
+       std::string("CUDA error at ") + file + ":" + std::to_string(line) + ": " + expr + ": " + cudaGetErrorString(e));
+}
+[[noreturn]] void cublas_fail(cublasStatus_t s, const char* expr, const char* file, int line) {
+  fail(INFER_ERR_INTERNAL, std::string("cuBLAS error at ") + file + ":" + std::to_string(line) + ": " + expr +
+                               ": status " + std::to_string(int(s)));
+}
+#define INFER_CUDA_CHECK(expr)                                              \
+  do {                                                                      \
+    const cudaError_t e_ = (expr);                                          \
+    if (e_ != cudaSuccess) cuda_fail(e_, #expr, __FILE__, __LINE__);        \
+  } while (0)
+#define INFER_CUBLAS_CHECK(expr)                                            \
+  do {                                                                      \
+    const cublasStatus_t s_ = (expr);                                       \
+    if (s_ != CUBLAS_STATUS_SUCCESS) cublas_fail(s_, #expr, __FILE__, __LINE__); \
+  } while (0)
+
+KType ktype(DType t) {
+  switch (t) {
+    case DType::F32: return KType::kF32;
+    case DType::BF16: return KType::kBF16;
+    case DType::F16: return KType::kF16;
+    default: fail(INFER_ERR_UNSUPPORTED, std::string("CUDA backend: unsupported tensor dtype ") + dtype_name(t));
+  }
+}
+
+// Scratch slots (device buffers that grow on demand).
+enum Slot { kSlotXBf16, kSlotIds, kSlotPartial, kSlotCount };
+
+constexpr int kMinKeysPerSplit = 32;
+
+bool uses_position(const CudaBackend::Op& op) {
+  return std::holds_alternative<CudaBackend::RopeOp>(op.args) || std::holds_alternative<CudaBackend::KvWriteOp>(op.args) ||
+         std::holds_alternative<CudaBackend::AttentionOp>(op.args);
+}
+
+bool same_ops(const std::vector<CudaBackend::Op>& a, const std::vector<CudaBackend::Op>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!(a[i].args == b[i].args)) return false;
+  return true;
+}
+
+bool overlaps(const void* a, size_t an, const void* b, size_t bn) {
+  const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+  return x < y + bn && y < x + an;
+}
+
+}  // namespace
+
+struct CudaBackend::DecodeGraph {
+  cudaGraphExec_t exec = nullptr;
+  std::vector<Op> ops;
+  ~DecodeGraph() {
+    if (exec) cudaGraphExecDestroy(exec);
+  }
+};
+
+CudaOptions CudaOptions::from_env(int device) {
+  CudaOptions o;
+  o.device = device;
+  if (const char* g = std::getenv("INFER_CUDA_GRAPHS")) o.graphs = std::string(g) != "0";
+  if (const char* p = std::getenv("INFER_CUDA_PRECISION"))
+    o.precision = std::string(p) == "fp32" ? CudaPrecision::kFp32 : CudaPrecision::kFast;
+  return o;
+}
+
+// ------------------------------------------------------------------ setup
+
+CudaBackend::CudaBackend(const CudaOptions& opts) : opts_(opts) {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    (void)cudaGetLastError();
+    fail(INFER_ERR_UNSUPPORTED, std::string("CUDA: no usable GPU (") +
+                                    (e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device found") +
+                                    "); use --device cpu");
+  }
+  if (opts.device < 0 || opts.device >= count)
+    fail(INFER_ERR_UNSUPPORTED, "CUDA: there is no GPU " + std::to_string(opts.device) + " (this machine has " +
+                                    std::to_string(count) + ")");
+  INFER_CUDA_CHECK(cudaSetDevice(opts.device));
+  int major = 0, minor = 0;
+  INFER_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, opts.device));
+  INFER_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, opts.device));
+  INFER_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, opts.device));
+  cudaDeviceProp prop;
+  INFER_CUDA_CHECK(cudaGetDeviceProperties(&prop, opts.device));
+  device_name_ = prop.name;
+  const std::string which = "GPU " + std::to_string(opts.device) + " (" + device_name_ + ", compute capability " +
+                            std::to_string(major) + "." + std::to_string(minor) + ")";
+  if (major < 8)
+    fail(INFER_ERR_UNSUPPORTED, "CUDA: " + which + " is too old; the CUDA backend needs compute capability 8.0 "
+                                "(Ampere) or newer; use --device cpu");
+  if (!init_kernels())
+    fail(INFER_ERR_UNSUPPORTED, "CUDA: this build has no kernels for " + which +
+                                    "; rebuild with CMAKE_CUDA_ARCHITECTURES including " + std::to_string(major) +
+                                    std::to_string(minor));
+  scratch_.resize(kSlotCount);
+  try {
+    cudaStream_t s = nullptr;
+    INFER_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    stream_ = s;
+    cublasHandle_t h = nullptr;
+    INFER_CUBLAS_CHECK(cublasCreate(&h));
+    cublas_ = h;
+    INFER_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+    void* p = nullptr;
+    INFER_CUDA_CHECK(cudaMallocHost(&p, 4 * sizeof(int32_t)));
+    step_host_ = static_cast<int32_t*>(p);
+    token_host_ = step_host_ + 2;
+    INFER_CUDA_CHECK(cudaMalloc(&p, 4 * sizeof(int32_t)));
+    step_dev_ = static_cast<int32_t*>(p);
+    token_dev_ = step_dev_ + 2;
+    step_host_[0] = step_host_[1] = 0;
+  } catch (...) {
+    if (cublas_) cublasDestroy(cublas_);
+    if (stream_) cudaStreamDestroy(stream_);
+    if (step_host_) cudaFreeHost(step_host_);
+    throw;
+  }
+}
+
+CudaBackend::~CudaBackend() {
+  try {
+    synchronize();
+  } catch (const Error&) {  // a destructor must not throw; the error was the caller's to see at to_host
+  }
+  graph_.reset();
+  for (auto* m : {&weights_, &weights_f32_, &ropes_})
+    for (auto& [host, w] : *m) cudaFree(w.ptr);
+  for (Weight& w : scratch_) cudaFree(w.ptr);
+  for (void* p : allocations_) cudaFree(p);
+  cudaFree(step_dev_);
+  cudaFreeHost(step_host_);
+  cublasDestroy(cublas_);
+  cudaStreamDestroy(stream_);
+}
+
+// ------------------------------------------------------------------ memory
+
+float* CudaBackend::alloc(int64_t n) {
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, size_t(std::max<int64_t>(n, 1)) * sizeof(float));
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    fail(INFER_ERR_OUT_OF_MEMORY, "CUDA: out of device memory allocating " + std::to_string((n * 4) >> 20) + " MiB");
+  }
+  allocations_.push_back(p);
+  return static_cast<float*>(p);
+}
+
+void CudaBackend::release(float* p) {
+  if (!p) return;
+  synchronize();
+  graph_.reset();  // a graph may name the buffer
+  candidate_.clear();
+  kv_rows_.erase(p);
+  std::erase(allocations_, static_cast<void*>(p));
+  INFER_CUDA_CHECK(cudaFree(p));
+}
+
+void* CudaBackend::alloc_kv(int64_t n_ctx, int64_t width) {
+  float* p = alloc(n_ctx * width);
+  kv_rows_[p] = n_ctx;
+  return p;
+}
+
+void CudaBackend::release_kv(void* kv) { release(static_cast<float*>(kv)); }
+
+int64_t CudaBackend::kv_rows(const void* cache) const {
+  const auto it = kv_rows_.find(cache);
+  if (it == kv_rows_.end()) fail(INFER_ERR_INTERNAL, "CUDA backend: KV cache pointer not from alloc_kv");
+  return it->second;
+}
+
+void CudaBackend::to_host(const float* src, float* dst, int64_t n) {
+  if (step_active_) finish_step();
+  flush_held();
+  INFER_CUDA_CHECK(cudaMemcpyAsync(dst, src, size_t(n) * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  INFER_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  check_launch("to_host");
+}
+
+void CudaBackend::from_host(const float* src, float* dst, int64_t n) {
+  if (step_active_) finish_step();
+  flush_held();
+  INFER_CUDA_CHECK(cudaMemcpyAsync(dst, src, size_t(n) * sizeof(float), cudaMemcpyHostToDevice, stream_));
+}
+
+void CudaBackend::synchronize() {
+  if (step_active_) finish_step();
+  flush_held();
+  INFER_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::check_launch(const char* what) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) cuda_fail(e, what, __FILE__, __LINE__);
+}
+
+void* CudaBackend::scratch(int slot, size_t bytes) {
+  Weight& s = scratch_[size_t(slot)];
+  if (s.bytes < bytes) {
+    const size_t want = std::max(bytes, s.bytes * 2);
+    INFER_CUDA_CHECK(cudaStreamSynchronize(stream_));  // queued kernels may still use the old buffer
+    if (s.ptr) INFER_CUDA_CHECK(cudaFree(s.ptr));
+    s.ptr = nullptr;
+    s.bytes = 0;
+    INFER_CUDA_CHECK(cudaMalloc(&s.ptr, want));
+    s.bytes = want;
+    graph_.reset();  // a graph may name the old buffer
+  }
+  return s.ptr;
+}
+
+const void* CudaBackend::weight(const void* host, size_t bytes) {
+  auto it = weights_.find(host);
+  if (it != weights_.end()) return it->second.ptr;
+  Weight w;
+  w.bytes = bytes;
+  INFER_CUDA_CHECK(cudaMalloc(&w.ptr, bytes));
+  INFER_CUDA_CHECK(cudaMemcpy(w.ptr, host, bytes, cudaMemcpyHostToDevice));
+  stats_.weight_bytes += int64_t(bytes);
+  weights_.emplace(host, w);
+  return w.ptr;
+}
+
+const float* CudaBackend::weight_f32(const void* host, DType t, int64_t n) {
+  auto it = weights_f32_.find(host);
+  if (it != weights_f32_.end()) return static_cast<const float*>(it->second.ptr);
+  std::vector<float> v(static_cast<size_t>(n));
+  cpu::row_to_f32(host, t, v.data(), n);
+  Weight w;
+  w.bytes = v.size() * sizeof(float);
+  INFER_CUDA_CHECK(cudaMalloc(&w.ptr, w.bytes));
+  INFER_CUDA_CHECK(cudaMemcpy(w.ptr, v.data(), w.bytes, cudaMemcpyHostToDevice));
+  stats_.weight_bytes += int64_t(w.bytes);
+  weights_f32_.emplace(host, w);
+  return static_cast<const float*>(w.ptr);
+}
+
+const float* CudaBackend::rope_table(const RopeTable& rope) {
+  // note: keyed by the table's address; the values are compared too, since a table is cheap to check and
+  // a new model may reuse the address.
+  auto it = ropes_.find(rope.inv_freq.data());
+  if (it != ropes_.end()) {
+    if (it->second.host == rope.inv_freq) return static_cast<const float*>(it->second.ptr);
+    INFER_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    cudaFree(it->second.ptr);
+    ropes_.erase(it);
+    graph_.reset();
+  }
+  Weight w;
+  w.bytes = rope.inv_freq.size() * sizeof(float);
+  w.host = rope.inv_freq;
+  INFER_CUDA_CHECK(cudaMalloc(&w.ptr, w.bytes));
+  INFER_CUDA_CHECK(cudaMemcpy(w.ptr, rope.inv_freq.data(), w.bytes, cudaMemcpyHostToDevice));
+  const float* p = static_cast<const float*>(w.ptr);
+  ropes_.emplace(rope.inv_freq.data(), std::move(w));
+  return p;
+}
+
+int CudaBackend::decode_splits(int64_t n_keys, int64_t n_kv_heads) const {
+  // Enough blocks for two waves of the GPU's SMs, at least kMinKeysPerSplit keys per split, a power of two
+  // (so a growing context re-captures the decode graph only log(n) times).
+  const int64_t want = std::max<int64_t>(1, (2 * sm_count_ + n_kv_heads - 1) / n_kv_heads);
+  const int64_t cap = std::max<int64_t>(1, n_keys / kMinKeysPerSplit);
+  int64_t s = std::min<int64_t>({want, cap, attention_decode_max_splits()});
+  int p = 1;
+  while (p * 2 <= s) p *= 2;
+  return p;
+}
+
+// ------------------------------------------------------------------ ops: queueing
+
+void CudaBackend::embed(const TensorInfo& table, const int32_t* ids, int64_t T, float* out, int64_t ldo) {
+  Op op{EmbedOp{table.data, table.dtype, table.shape[0], table.shape[1], T, out, ldo}};
+  if (step_active_) finish_step();  // a new forward begins before the last one was read: run it
+  if (T == 1 && opts_.graphs) {
+    flush_held();
+    step_active_ = true;
+    step_.clear();
+    op.token = ids[0];
+    ++stats_.ops;
+    step_.push_back(op);
+    return;
+  }
+  submit(op, ids);
+}
+
+void CudaBackend::rmsnorm(const float* x, int64_t ldx, const TensorInfo& w, float* out, int64_t ldo, int64_t T,
+                          int64_t n, float eps) {
+  submit(Op{RmsnormOp{const_cast<float*>(x), ldx, nullptr, 0, w.data, w.dtype, out, ldo, T, n, eps}});
+}
+
+void CudaBackend::add_rmsnorm(float* x, int64_t ldx, const float* y, int64_t ldy, const TensorInfo& w, float* out,
+                              int64_t ldo, int64_t T, int64_t n, float eps) {
+  submit(Op{RmsnormOp{x, ldx, y, ldy, w.data, w.dtype, out, ldo, T, n, eps}});
+}
+
+void CudaBackend::matmul(const float* x, int64_t ldx, const cpu::Matrix& w, float* y, int64_t ldy, int64_t T) {
+  if (w.dtype != DType::BF16 && w.dtype != DType::F32)
+    fail(INFER_ERR_UNSUPPORTED, std::string("CUDA backend: matmul weights must be bf16 or f32, not ") + dtype_name(w.dtype));
+  submit(Op{MatmulOp{x, ldx, w.data, w.dtype, w.rows, w.cols, y, ldy, T}});
+}
+
+void CudaBackend::add_bias(float* y, int64_t ldy, const TensorInfo& bias, int64_t T) {
+  submit(Op{AddBiasOp{y, ldy, bias.data, bias.dtype, bias.numel(), T}});
+}
+
+void CudaBackend::head_norm_rope(float* x, int64_t ldx, int64_t T, int64_t n_heads, int64_t d, const TensorInfo* norm,
+                                 float eps, int64_t pos0, const RopeTable& rope) {
+  if (int64_t(rope.inv_freq.size()) * 2 != d)
+    fail(INFER_ERR_UNSUPPORTED, "CUDA backend: RoPE over " + std::to_string(rope.inv_freq.size() * 2) +
+                                    " of " + std::to_string(d) + " head dims is not supported");
+  if (d > 512) fail(INFER_ERR_UNSUPPORTED, "CUDA backend: head_dim " + std::to_string(d) + " > 512");
+  Op op{RopeOp{x, ldx, T, n_heads, d, norm ? norm->data : nullptr, norm ? norm->dtype : DType::F32, eps, &rope}};
+  op.pos0 = pos0;
+  submit(op);
+}
+
+void CudaBackend::kv_write(void* cache, int64_t width, int64_t pos0, const float* src, int64_t lds, int64_t T) {
+  Op op{KvWriteOp{static_cast<float*>(cache), width, src, lds, T}};
+  op.pos0 = pos0;
+  submit(op);
+}
+
+void CudaBackend::attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out,
+                            int64_t ldo, int64_t T, int64_t pos0, int64_t n_heads, int64_t n_kv_heads, int64_t d,
+                            float scale) {
+  const int splits = T == 1 ? decode_splits(pos0 + 1, n_kv_heads) : 1;
+  Op op{AttentionOp{q, ldq, static_cast<const float*>(k_cache), static_cast<const float*>(v_cache), out, ldo, T,
+                    n_heads, n_kv_heads, d, scale, splits}};
+  op.pos0 = pos0;
+  submit(op);
+}
+
+void CudaBackend::swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy, int64_t T,
+                         int64_t n) {
+  submit(Op{SwigluOp{g, ldg, u, ldu, y, ldy, T, n}});
+}
+
+void CudaBackend::add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) {
+  submit(Op{AddOp{x, ldx, y, ldy, T, n}});
+}
+
+void CudaBackend::submit(Op op, const int32_t* ids) {
+  ++stats_.ops;
+  if (step_active_) {
+    step_.push_back(std::move(op));
+    return;
+  }
+  if (!held_.empty()) {
+    Op fused;
+    const Op add = held_.front();
+    held_.clear();
+    if (fuse(add, op, &fused)) {
+      issue(fused, false, nullptr);
+      return;
+    }
+    issue(add, false, nullptr);
+  }
+  if (std::holds_alternative<AddOp>(op.args)) {  // wait: the next op may be the norm it fuses with
+    held_.push_back(std::move(op));
+    return;
+  }
+  issue(op, false, ids);
+}
+
+void CudaBackend::flush_held() {
+  if (held_.empty()) return;
+  const Op add = held_.front();
+  held_.clear();
+  issue(add, false, nullptr);
+}
+
+bool CudaBackend::fuse(const Op& a, const Op& b, Op* fused) const {
+  const auto* add = std::get_if<AddOp>(&a.args);
+  const auto* norm = std::get_if<RmsnormOp>(&b.args);
+  if (!add || !norm || norm->y || norm->x != add->x || norm->ldx != add->ldx || norm->T != add->T || norm->n != add->n)
+    return false;
+  RmsnormOp f = *norm;
+  f.y = add->y;
+  f.ldy = add->ldy;
+  *fused = Op{f, b.pos0, b.token};
+  return true;
+}
+
+// ------------------------------------------------------------------ decode steps and graphs
+
+void CudaBackend::finish_step() {
+  step_active_ = false;
+  std::vector<Op> ops;
+  ops.swap(step_);
+  if (ops.empty()) return;
+  const int32_t token = ops.front().token;  // the step's embed comes first
+  int64_t pos = -1;
+  bool uniform = true;  // one position for the whole step (else it cannot be a graph parameter)
+  for (const Op& op : ops)
+    if (uses_position(op)) {
+      if (pos < 0) pos = op.pos0;
+      else if (op.pos0 != pos) uniform = false;
+    }
+  const bool replay = uniform && graph_ && same_ops(graph_->ops, ops);
+  const bool capture = !replay && uniform && same_ops(candidate_, ops);
+  if (!replay && !capture) {
+    issue_list(ops, false);
+    ++stats_.eager_steps;
+    if (uniform) candidate_ = std::move(ops);
+    return;
+  }
+  if (capture) {
+    prepare(ops);  // uploads and scratch growth happen now: a capture must not allocate
+    auto g = std::make_unique<DecodeGraph>();
+    INFER_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    cudaGraph_t graph = nullptr;
+    try {
+      // node 0: this step's {token, position} from the pinned host buffer (read when the graph runs)
+      INFER_CUDA_CHECK(cudaMemcpyAsync(step_dev_, step_host_, 2 * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+      issue_list(ops, true);
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      (void)cudaGetLastError();
+      throw;
+    }
+    INFER_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    const cudaError_t e = cudaGraphInstantiate(&g->exec, graph, 0);
+    cudaGraphDestroy(graph);
+    INFER_CUDA_CHECK(e);
+    g->ops = std::move(ops);
+    graph_ = std::move(g);
+    candidate_.clear();
+    ++stats_.graph_captures;
+  }
+  // note: the previous graph launch (the only reader of step_host_) finished at the to_host that ended its
+  // step, so the buffer is free to write.
+  step_host_[0] = token;
+  step_host_[1] = int32_t(std::max<int64_t>(pos, 0));
+  INFER_CUDA_CHECK(cudaGraphLaunch(graph_->exec, stream_));
+  ++stats_.graph_replays;
+}
+
+void CudaBackend::prepare(const std::vector<Op>& ops) {
+  for (const Op& op : ops) {
+    if (const auto* o = std::get_if<EmbedOp>(&op.args)) {
+      weight(o->table, size_t(o->vocab * o->hidden) * dtype_size(o->dtype));
+    } else if (const auto* o = std::get_if<RmsnormOp>(&op.args)) {
+      weight_f32(o->w, o->wtype, o->n);
+    } else if (const auto* o = std::get_if<MatmulOp>(&op.args)) {
+      weight(o->w, size_t(o->rows * o->cols) * dtype_size(o->wtype));
+    } else if (const auto* o = std::get_if<AddBiasOp>(&op.args)) {
+      weight_f32(o->bias, o->btype, o->n);
+    } else if (const auto* o = std::get_if<RopeOp>(&op.args)) {
+      if (o->norm) weight_f32(o->norm, o->ntype, o->d);
+      rope_table(*o->rope);
+    } else if (const auto* o = std::get_if<AttentionOp>(&op.args)) {
+      if (o->splits > 1) scratch(kSlotPartial, size_t(o->T * o->n_heads * o->splits * (o->d + 2)) * sizeof(float));
+    }
+  }
+}
+
+void CudaBackend::issue_list(const std::vector<Op>& ops, bool graph) {
+  for (size_t i = 0; i < ops.size(); ++i) {
+    Op fused;
+    if (i + 1 < ops.size() && fuse(ops[i], ops[i + 1], &fused)) {
+      issue(fused, graph, nullptr);
+      ++i;
+      continue;
+    }
+    issue(ops[i], graph, &ops[i].token);
+  }
+}
+
+// ------------------------------------------------------------------ ops: launching
+
+void CudaBackend::issue(const Op& op, bool graph, const int32_t* ids) {
+  cudaStream_t s = stream_;
+  const int32_t* pos_dev = graph ? step_dev_ + 1 : nullptr;
+  if (const auto* o = std::get_if<EmbedOp>(&op.args)) {
+    const void* table = weight(o->table, size_t(o->vocab * o->hidden) * dtype_size(o->dtype));
+    const int32_t* d_ids = step_dev_;
+    if (!graph) {
+      d_ids = static_cast<const int32_t*>(scratch(kSlotIds, size_t(o->T) * sizeof(int32_t)));
+      // note: from pageable memory the copy is staged before the call returns, so ids may be reused at once
+      INFER_CUDA_CHECK(cudaMemcpyAsync(const_cast<int32_t*>(d_ids), ids, size_t(o->T) * sizeof(int32_t),
+                                       cudaMemcpyHostToDevice, s));
+    }
+    launch_embed(table, ktype(o->dtype), o->vocab, o->hidden, d_ids, o->T, o->out, o->ldo, s);
+  } else if (const auto* o = std::get_if<RmsnormOp>(&op.args)) {
+    const float* w = weight_f32(o->w, o->wtype, o->n);
+    if (o->y)
+      launch_add_rmsnorm(o->x, o->ldx, o->y, o->ldy, w, o->out, o->ldo, o->T, o->n, o->eps, s);
+    else
+      launch_rmsnorm(o->x, o->ldx, w, o->out, o->ldo, o->T, o->n, o->eps, s);
+  } else if (const auto* o = std::get_if<MatmulOp>(&op.args)) {
+    const void* w = weight(o->w, size_t(o->rows * o->cols) * dtype_size(o->wtype));
+    if (o->T == 1) {
+      launch_gemv(w, ktype(o->wtype), o->rows, o->cols, o->x, o->y, s);
+    } else {
+      // y (T, ldy) row-major is y^T (rows, T) column-major = W (rows, cols) . x^T (cols, T): W row-major is
+      // (cols, rows) column-major with ld cols, so op(A) = T; x row-major is (cols, T) column-major, op(B) = N.
+      const float one = 1.0f, zero = 0.0f;
+      const int m = int(o->rows), n = int(o->T), k = int(o->cols);
+      if (o->wtype == DType::F32) {
+        INFER_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, w, CUDA_R_32F, k, o->x,
+                                        CUDA_R_32F, int(o->ldx), &zero, o->y, CUDA_R_32F, int(o->ldy),
+                                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        ++stats_.gemm_calls;
+      } else {
+        // kFp32: x = x0 + x1 + x2 exactly (three bf16 parts carry all 24 bits) and y = W x0 + W x1 + W x2.
+        const int parts = opts_.precision == CudaPrecision::kFp32 ? 3 : 1;
+        const size_t count = size_t(o->T * o->cols);
+        auto* xb = static_cast<uint16_t*>(scratch(kSlotXBf16, count * size_t(parts) * sizeof(uint16_t)));
+        launch_f32_to_bf16(o->x, o->ldx, o->T, o->cols, xb, parts, s);
+        for (int p = 0; p < parts; ++p) {
+          INFER_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, w, CUDA_R_16BF, k,
+                                          xb + size_t(p) * count, CUDA_R_16BF, k, p ? &one : &zero, o->y, CUDA_R_32F,
+                                          int(o->ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+          ++stats_.gemm_calls;
+        }
+      }
+    }
+  } else if (const auto* o = std::get_if<AddBiasOp>(&op.args)) {
+    launch_add_bias(o->y, o->ldy, weight_f32(o->bias, o->btype, o->n), o->T, o->n, s);
+  } else if (const auto* o = std::get_if<RopeOp>(&op.args)) {
+    const float* norm = o->norm ? weight_f32(o->norm, o->ntype, o->d) : nullptr;
+    launch_head_norm_rope(o->x, o->ldx, o->T, o->n_heads, o->d, norm, o->eps, rope_table(*o->rope),
+                          o->rope->attention_scaling, op.pos0, pos_dev, s);
+  } else if (const auto* o = std::get_if<KvWriteOp>(&op.args)) {
+    launch_kv_write(o->cache, kv_rows(o->cache), o->width, op.pos0, pos_dev, o->src, o->lds, o->T, s);
+  } else if (const auto* o = std::get_if<AttentionOp>(&op.args)) {
+    AttentionArgs a{o->q, o->ldq, o->k, o->v, kv_rows(o->k), o->out, o->ldo, o->T, op.pos0, pos_dev,
+                    o->n_heads, o->n_kv_heads, o->d, o->scale};
+    // kFp32 (and head dims without a tensor-core kernel): the fp32 decode kernel on every row
+    if (o->T > 1 && opts_.precision == CudaPrecision::kFast && attention_prefill_supported(o->d)) {
+      launch_attention_prefill(a, s);
+    } else {
+      float* partial = o->splits > 1 ? static_cast<float*>(scratch(
+                                           kSlotPartial, size_t(o->T * o->n_heads * o->splits * (o->d + 2)) * sizeof(float)))
+                                     : nullptr;
+      launch_attention_decode(a, o->splits, partial, s);
+    }
+  } else if (const auto* o = std::get_if<SwigluOp>(&op.args)) {
+    launch_swiglu(o->g, o->ldg, o->u, o->ldu, o->y, o->ldy, o->T, o->n, s);
+  } else if (const auto* o = std::get_if<AddOp>(&op.args)) {
+    launch_add(o->x, o->ldx, o->y, o->ldy, o->T, o->n, s);
+  }
+#if !defined(NDEBUG)
+  check_launch("kernel launch");
+#endif
+}
+
+// ------------------------------------------------------------------ sampling
+
+int32_t CudaBackend::sample(const float* logits, int64_t vocab, float temperature, int32_t top_k, float top_p,
+                            float min_p, double u) {
+  const int64_t k = top_k > 0 && top_k < vocab ? top_k : vocab;
+  if (temperature > 0.0f && k > sample_max_candidates()) return -1;
+  if (step_active_) finish_step();
+  flush_held();
+  SampleArgs a;
+  a.temperature = temperature;
+  a.top_k = top_k;
+  a.top_p = top_p;
+  a.min_p = min_p;
+  a.u = u;
+  launch_sample(logits, vocab, a, token_dev_, stream_);
+  INFER_CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+  INFER_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  check_launch("sample");
+  return *token_host_;
+}
+
+}  // namespace INFER_CUDA_NS
+}  // namespace infer
