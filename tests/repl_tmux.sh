@@ -13,10 +13,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-screen() { tmux capture-pane -p -J -S -200 -t "$1"; }
+screen() { tmux capture-pane -p -J -S - -t "$1"; }
 wait_for() {  # session, pattern, count
   local n=${3:-1}
-  for _ in $(seq 1 300); do
+  for _ in $(seq 1 600); do
     if [ "$(screen "$1" | grep -c -- "$2" || true)" -ge "$n" ]; then return 0; fi
     sleep 0.1
   done
@@ -39,7 +39,7 @@ tmux send-keys -t "$S1" "/quit" Enter
 for _ in $(seq 1 50); do screen "$S1" | grep -q "^> /quit" && break; sleep 0.1; done
 
 # --- Ctrl-C stops the answer, the chat goes on
-tmux new-session -d -s "$S2" -x 220 -y 50 "$BIN -m $MODEL -n 100000 -c 8192 --temp 0 --ignore-eos -t 1; echo EXITED \$?; sleep 30"
+tmux new-session -d -s "$S2" -x 220 -y 50 "$BIN -m $MODEL -n 3000 -c 8192 --temp 0 --ignore-eos -t 1; echo EXITED \$?; sleep 30"
 wait_for "$S2" "chat with qwen3"
 tmux send-keys -t "$S2" "write forever" Enter
 sleep 1.5
