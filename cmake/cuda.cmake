@@ -10,7 +10,7 @@
 #
 # The same sources also build for the SIMT emulator (cmake/simt.cmake), with or without nvcc.
 
-if(NOT INFER_HAVE_CUDA)
+if(NOT INFER_HAVE_CUDA OR NOT EXISTS ${PROJECT_SOURCE_DIR}/src/cuda/backend_cuda.cpp)
   return()
 endif()
 

@@ -99,9 +99,10 @@ struct AttentionArgs {
   float scale;
 };
 
-// Split-K decode kernel (any T, any d <= 512): block (KV head g, split s, row t) scores keys of its split for
-// all n_heads / n_kv_heads query heads of g, so each K/V row is read once per step. With splits > 1 the
-// partial results go to `partial` (T * n_heads * splits * (d + 2) floats) and a second kernel combines them.
+// Split-K decode kernel, fp32 (any T, any d with (2*rep*d + 67*rep) * 4 bytes <= 96 KiB of shared memory, rep =
+// n_heads / n_kv_heads): block (KV head g, split s, row t) scores keys of its split for all rep query heads of g,
+// so each K/V row is read once per step. With splits > 1 the partial results go to `partial`
+// (T * n_heads * splits * (d + 2) floats) and a second kernel combines them. Also the backend's fp32 prefill.
 void launch_attention_decode(const AttentionArgs& a, int splits, float* partial, cudaStream_t stream);
 int attention_decode_max_splits();
 // Flash-attention prefill on tensor cores (mma.m16n8k16 bf16, fp32 accumulation): 64 query rows per block,

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -96,6 +97,7 @@ void expect_unsupported(const cuda_shim::FakeDevice& d, int device, const std::s
 }
 
 TEST(SimtCudaBackend, ClearErrorWithoutUsableGpu) {
+  const uint64_t live0 = cuda_shim::stats().live_allocations;
   cuda_shim::FakeDevice d;
   d.count_error = cudaErrorInsufficientDriver;
   expect_unsupported(d, 0, "no usable GPU (CUDA driver version is insufficient");
@@ -106,7 +108,7 @@ TEST(SimtCudaBackend, ClearErrorWithoutUsableGpu) {
   d.minor = 5;
   expect_unsupported(d, 0, "compute capability 7.5) is too old; the CUDA backend needs compute capability 8.0");
   expect_unsupported(cuda_shim::FakeDevice{}, 2, "there is no GPU 2 (this machine has 1)");
-  EXPECT_EQ(cuda_shim::stats().live_allocations, 0u) << "a failed construction leaks nothing";
+  EXPECT_EQ(cuda_shim::stats().live_allocations, live0) << "a failed construction leaks nothing";
   EXPECT_NO_THROW(CudaBackend{});
 }
 
@@ -129,6 +131,9 @@ struct ParityCase {
   const char* model;
   CudaPrecision precision;
 };
+void PrintTo(const ParityCase& c, std::ostream* os) {
+  *os << c.model << (c.precision == CudaPrecision::kFp32 ? " fp32" : " fast");
+}
 std::string case_name(const ::testing::TestParamInfo<ParityCase>& info) {
   return std::string(info.param.model) + (info.param.precision == CudaPrecision::kFp32 ? "_fp32" : "_fast");
 }
@@ -271,6 +276,20 @@ TEST(SimtCudaBackend, DumpDuringDecode) {
       EXPECT_LE(max_diff(got[name].data(), w.data(), w.size()), kFp32Tol) << name;
     }
   }
+}
+
+// Every device allocation (weights, activations, KV cache, scratch, graph buffers) is freed with the session.
+TEST(SimtCudaBackend, ReleasesAllDeviceMemory) {
+  Fixture f = load("qwen3_tied_gqa2");
+  const auto ids = read_vec<int32_t>(*f.ref, "prompt_ids");
+  const uint64_t live0 = cuda_shim::stats().live_allocations;
+  {
+    Session s(*f.model, 64, cuda(CudaPrecision::kFast), 64);
+    s.eval(ids.data(), 6, false);
+    for (int i = 6; i < 10; ++i) s.eval(&ids[size_t(i)], 1, false);  // eager, capture, replays
+    EXPECT_GT(cuda_shim::stats().live_allocations, live0);
+  }
+  EXPECT_EQ(cuda_shim::stats().live_allocations, live0);
 }
 
 // ------------------------------------------------------------------ sampling through the backend

@@ -349,6 +349,11 @@ void CudaBackend::kv_write(void* cache, int64_t width, int64_t pos0, const float
 void CudaBackend::attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out,
                             int64_t ldo, int64_t T, int64_t pos0, int64_t n_heads, int64_t n_kv_heads, int64_t d,
                             float scale) {
+  const int64_t rep = n_kv_heads > 0 ? n_heads / n_kv_heads : 0;
+  if (rep <= 0 || rep * n_kv_heads != n_heads || (2 * rep * d + 67 * rep) * 4 > 96 * 1024)
+    fail(INFER_ERR_UNSUPPORTED, "CUDA backend: attention with " + std::to_string(n_heads) + " query heads, " +
+                                    std::to_string(n_kv_heads) + " KV heads of dim " + std::to_string(d) +
+                                    " is not supported");
   const int splits = T == 1 ? decode_splits(pos0 + 1, n_kv_heads) : 1;
   Op op{AttentionOp{q, ldq, static_cast<const float*>(k_cache), static_cast<const float*>(v_cache), out, ldo, T,
                     n_heads, n_kv_heads, d, scale, splits}};
