@@ -216,6 +216,7 @@ infer_context_params infer_context_default_params(void) {
   p.n_threads = 0;
   p.n_batch = 0;
   p.device = nullptr;
+  p.mtp = true;
   return p;
 }
 
@@ -233,6 +234,7 @@ infer_status infer_context_create(infer_model* m, const infer_context_params* pa
     c->c = std::make_unique<infer::Session>(*m->m, n_ctx, infer::make_backend(p.device ? p.device : "auto", p.n_threads),
                                             n_batch);
     c->device = c->c->backend().name();
+    c->c->set_mtp(p.mtp);
     *out = c.release();
   });
 }
@@ -242,6 +244,9 @@ const char* infer_context_device(const infer_context* c) { return c ? c->device.
 int32_t infer_context_n_ctx(const infer_context* c) { return c ? int32_t(c->c->n_ctx()) : 0; }
 int32_t infer_context_n_past(const infer_context* c) { return c ? int32_t(c->c->n_past()) : 0; }
 int64_t infer_context_kv_bytes_per_token(const infer_context* c) { return c ? c->c->model().kv_bytes_per_token() : 0; }
+int64_t infer_context_mtp_kv_bytes_per_token(const infer_context* c) {
+  return c && c->c->mtp() ? c->c->model().mtp_kv_bytes_per_token() : 0;
+}
 
 infer_status infer_context_truncate(infer_context* c, int32_t n_keep) {
   if (!c) return invalid("infer_context_truncate: NULL context");

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common.h"
+#include "speculative.h"
 
 namespace infer {
 
@@ -137,6 +138,11 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
   std::vector<int32_t> top_ids;
   std::vector<float> top_lp;
 
+  // Self-speculative decoding when the context runs a draft head (DeepSeek MTP); plain decoding otherwise. Either
+  // way `cur` holds the logits of the next position.
+  Speculator spec(ctx, opts.n_draft);
+  const float* cur = ctx.logits();
+
   const auto t1 = std::chrono::steady_clock::now();
   res.finish_reason = INFER_FINISH_LENGTH;
   bool stop_hit = false, done = false;
@@ -190,6 +196,7 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
   while (!done && budget_left()) {
     if (in_think && opts.thinking_budget >= 0 && think_count >= opts.thinking_budget) {
       // The budget is spent: insert the stop-thinking text (it ends with </think>), then the model answers.
+      spec.flush();
       if (ctx.n_past() + int64_t(cut_ids.size()) > ctx.n_ctx()) break;  // no room: "length"
       res.thinking_cut = true;
       for (int32_t id : cut_ids)
@@ -199,17 +206,21 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
         }
       if (done) break;
       ctx.eval(cut_ids.data(), int64_t(cut_ids.size()), false);
+      cur = ctx.logits();
       continue;
     }
-    const float* logits = ctx.logits();
+    const float* logits = cur;
     const int32_t id = sampler.sample(logits, V);
     sampler.accept(id, false);
     if (!emit(id, logits, false)) break;
     if (!budget_left()) break;
-    if (ctx.n_past() >= ctx.n_ctx()) break;  // the context is full: finish with "length"
-    ctx.eval(&id, 1, false);
+    if (spec.n_past() >= ctx.n_ctx()) break;  // the context is full: finish with "length"
+    cur = spec.advance(id);
   }
+  spec.flush();  // the cache keeps what plain decoding would have (no unchecked drafts)
   res.gen_ms = ms_since(t1);
+  res.draft_tokens = int32_t(spec.drafted());
+  res.draft_accepted = int32_t(spec.accepted());
   // Release what was held back (partial UTF-8 or a partial stop string) unless a stop string matched.
   if (!stop_hit) {
     std::string rest = dec ? dec->flush() : std::string();

@@ -18,6 +18,7 @@ struct GenerateOptions {
   bool ignore_eos = false;
   std::vector<int32_t> eos_ids;
   int32_t thinking_budget = -1;  // < 0: unlimited
+  int32_t n_draft = 1;           // tokens drafted per round when the context runs an MTP head (speculative.h)
 };
 
 // The text inserted when the thinking budget runs out (model-spec.md §7.3, the Qwen docs' form, byte for byte).

@@ -71,6 +71,23 @@ class Transformer {
   virtual int64_t weight_bytes() const;
   virtual std::string describe() const;
 
+  // ---- Multi-token prediction: a draft head (DeepSeek-V3's MTP module, model-spec.md §5) that proposes the token
+  // after next from the main model's last hidden state, for self-speculative decoding (speculative.h). Models
+  // without one keep the defaults.
+  virtual int64_t mtp_layers() const { return 0; }
+  virtual int64_t mtp_kv_bytes_per_token() const { return 0; }  // the draft head's own cache, apart from the main one
+  // Turns the draft head on or off for one state (on by default when the model has one; off saves its compute).
+  virtual void set_mtp(ForwardState& st, bool on) const {}
+  // With st.n_past tokens cached and `next` the token that follows them (sampled, not yet evaluated), drafts up to
+  // n_draft tokens for the positions after `next` (greedy over the draft logits, chaining the head for more than
+  // one) → drafts[0..k). logits, if not null, receives the k draft logit rows [k, vocab]. Returns k (0 without an
+  // active draft head).
+  virtual int64_t mtp_draft(ForwardState& st, int32_t next, int64_t n_draft, int32_t* drafts, float* logits) const {
+    return 0;
+  }
+  // The cache was cut back to n_keep tokens (Session::truncate): roll back any per-position state beyond them.
+  virtual void truncate_state(ForwardState& st, int64_t n_keep) const {}
+
  protected:
   // Binds the tensors the architecture needs; called by load() after construction.
   virtual void bind_weights(const LoadOptions& opts) = 0;

@@ -53,6 +53,21 @@ void Session::truncate(int64_t n_keep) {
   if (n_keep < 0) n_keep = 0;
   if (n_keep < n_past()) tokens_.resize(size_t(n_keep));
   state_->n_past = n_past();
+  model_.truncate_state(*state_, n_past());
+}
+
+void Session::set_mtp(bool on) {
+  mtp_ = on;
+  model_.set_mtp(*state_, on);
+}
+
+int64_t Session::draft(int32_t next, int64_t n, int32_t* out, float* logits) {
+  if (!out) fail(INFER_ERR_INVALID_ARG, "draft: no output array");
+  if (!mtp() || n <= 0) return 0;
+  if (next < 0 || next >= model_.vocab_size())
+    fail(INFER_ERR_INVALID_ARG, "draft: token id " + std::to_string(next) + " is outside the vocabulary");
+  state_->n_past = n_past();
+  return model_.mtp_draft(*state_, next, n, out, logits);
 }
 
 }  // namespace infer

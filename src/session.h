@@ -30,6 +30,13 @@ class Session {
   const float* logits() const { return logits_.data(); }
   int64_t logits_rows() const { return logits_rows_; }
 
+  // The model's MTP draft head (DeepSeek): on by default when the model has one. draft() proposes up to n tokens
+  // after `next` (the sampled token that follows the cached ones) → out[0..k), optionally with their logits
+  // [k, vocab]; returns k (0 when off). speculative.h runs the verification.
+  void set_mtp(bool on);
+  bool mtp() const { return mtp_ && model_.mtp_layers() > 0; }
+  int64_t draft(int32_t next, int64_t n, int32_t* out, float* logits = nullptr);
+
  private:
   const Transformer& model_;
   int64_t n_ctx_, n_batch_;
@@ -38,6 +45,7 @@ class Session {
   std::vector<int32_t> tokens_;
   std::vector<float> logits_;
   int64_t logits_rows_ = 0;
+  bool mtp_ = true;
 };
 
 }  // namespace infer

@@ -169,6 +169,21 @@ FIXTURES = {
                    mlp_only_layers=[], tie_word_embeddings=False, max_position_embeddings=256,
                    rope_theta=1_000_000.0, use_sliding_window=False),
     ),
+    # DeepSeek-V3 with an MTP module (num_nextn_predict_layers 1, tensors model.layers.1.*) whose block is a copy of
+    # the only main layer, so its drafts are often the main model's next choice (make_mtp_tensors). The seed search
+    # keeps a model whose greedy draft agreement over 64 tokens lies in [0.5, 0.95]: drafts often accepted, some
+    # rejected, so both paths of speculative decoding run. Layer 0 is MoE (first_k_dense_replace 0), as is the MTP
+    # block.
+    "dsv3_mtp": dict(
+        arch="deepseek_v3", mtp={"hidden_std": 0.001, "accept_range": [0.5, 0.95]},
+        shape=dict(vocab_size=512, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+                   num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=4, n_shared_experts=1,
+                   n_routed_experts=8, routed_scaling_factor=2.5, kv_lora_rank=32, q_lora_rank=32,
+                   qk_rope_head_dim=8, v_head_dim=16, qk_nope_head_dim=16, n_group=2, topk_group=1,
+                   num_experts_per_tok=2, first_k_dense_replace=0, norm_topk_prob=True,
+                   max_position_embeddings=256, rope_theta=10000.0, tie_word_embeddings=False, rope_scaling=None,
+                   scoring_func="sigmoid", topk_method="noaux_tc"),
+    ),
 }
 
 
@@ -373,7 +388,7 @@ def make_mtp_tensors(cfg, ckpt: dict, g: torch.Generator, how: dict) -> dict:
     out[dst + "hnorm.weight"] = (1.0 + base.NORM_NOISE * torch.randn(H, generator=g)).to(torch.bfloat16)
     eh = torch.zeros(H, 2 * H)
     eh[:, :H] = torch.eye(H)
-    eh[:, H:] = how.get("hidden_std", 0.02) * torch.randn(H, H, generator=g)
+    eh[:, H:] = how["hidden_std"] * torch.randn(H, H, generator=g)
     out[dst + "eh_proj.weight"] = eh.to(torch.bfloat16)
     out[dst + "shared_head.norm.weight"] = ckpt["model.norm.weight"].clone()
     out[dst + "shared_head.head.weight"] = ckpt["lm_head.weight"].clone()

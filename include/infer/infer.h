@@ -122,6 +122,8 @@ typedef struct infer_context_params {
   int32_t n_threads; /* compute threads; <= 0: all cores */
   int32_t n_batch;   /* max tokens per forward step in prefill; <= 0: 512 */
   const char* device; /* "cpu", "cuda" (or "cuda:N"); NULL or "auto": CUDA when a usable GPU is present, else CPU */
+  bool mtp;           /* default true: when the model has an MTP draft head (DeepSeek-V3/R1), infer_generate decodes
+                         self-speculatively with it (same output, fewer forward passes); false skips it entirely */
 } infer_context_params;
 
 INFER_API infer_context_params infer_context_default_params(void);
@@ -137,6 +139,8 @@ INFER_API int32_t infer_context_n_past(const infer_context* ctx);
 INFER_API infer_status infer_context_truncate(infer_context* ctx, int32_t n_keep);
 /* Bytes the KV cache holds per token (all layers). */
 INFER_API int64_t infer_context_kv_bytes_per_token(const infer_context* ctx);
+/* Bytes the MTP draft head's own cache holds per token (not in the number above); 0 when the context runs none. */
+INFER_API int64_t infer_context_mtp_kv_bytes_per_token(const infer_context* ctx);
 
 /* Runs the model on `n` tokens at positions n_past..n_past+n-1 and appends them to the KV cache.
  * all_logits: keep logits for every one of the n positions (else only the last).
@@ -228,6 +232,9 @@ typedef struct infer_generate_result {
   double gen_ms;
   int32_t reasoning_tokens; /* tokens generated inside <think> … </think> (the forced text included) */
   bool thinking_cut;        /* the thinking budget ran out and the stop-thinking text was inserted */
+  int32_t draft_tokens;     /* MTP self-speculative decoding: drafted tokens checked against the sampled one (0
+                               without a draft head) */
+  int32_t draft_accepted;   /* of those, accepted; the acceptance rate is draft_accepted / draft_tokens */
 } infer_generate_result;
 
 /* Evaluates the prompt (reusing the cached prefix it shares with the context) and generates. */

@@ -205,17 +205,18 @@ void CpuBackend::mla_attention_absorbed(const float* qa, int64_t ldqa, const voi
     if (int64_t(mla_scores_.size()) < nh * nk) mla_scores_.resize(size_t(nh * nk));
     float* S = mla_scores_.data();  // (nh, nk)
     const float* qt = qa + t * ldqa;
-    // Scores: keys outer (each cache row is read once for all heads), split over threads by key ranges.
-    pool_.parallel_for(nk, std::max<int64_t>(1, cpu::min_parallel_work() / (nh * w)), [&](int, int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j) {
-        const float* kj = kv + j * w;
-        for (int64_t h = 0; h < nh; ++h) {
-          const float* qh = qt + h * w;
-          float s = 0.f;
-          for (int64_t u = 0; u < w; ++u) s += qh[u] * kj[u];
-          S[h * nk + j] = s * scale;
-        }
-      }
+    // Scores S[h, j] = scale · qa[h] · cache[j]: the cache rows of a key range are the rows of an fp32 matrix and the
+    // heads its tokens, so the matmul kernels (SIMD, 4 keys × 4 heads per tile) read each cache row once for all
+    // heads. Key ranges are split over threads; every score is computed by one thread in a fixed order.
+    pool_.parallel_for(nk, std::max<int64_t>(16, cpu::min_parallel_work() / (nh * w)), [&](int, int64_t j0, int64_t j1) {
+      cpu::Matrix keys;
+      keys.dtype = DType::F32;
+      keys.data = kv + j0 * w;
+      keys.rows = j1 - j0;
+      keys.cols = w;
+      cpu::matmul_serial(qt, w, keys, S + j0, nk, nh, 0, j1 - j0);
+      for (int64_t h = 0; h < nh; ++h)
+        for (int64_t j = j0; j < j1; ++j) S[h * nk + j] *= scale;
     });
     // Softmax per head, then o[h] = Σ_j p_j · latent_j (each thread streams the cache once for its heads).
     pool_.parallel_for(nh, std::max<int64_t>(1, cpu::min_parallel_work() / (nk * r)), [&](int, int64_t h0, int64_t h1) {
@@ -262,48 +263,65 @@ void CpuBackend::mla_attention_block(const float* q, int64_t ldq, const float* k
                                      int64_t ldo, int64_t T, int64_t pos0, int64_t nh, int64_t dn, int64_t dr,
                                      int64_t dv, float scale, bool first, bool last) {
   const int64_t dq = dn + dr, dkv = dn + dv;
-  if (int64_t(scores_.size()) < pool_.size() * nj) scores_.resize(size_t(pool_.size() * nj));
-  const int64_t grain = std::max<int64_t>(1, cpu::min_parallel_work() / std::max<int64_t>(1, nj * (dq + dv)));
-  pool_.parallel_for(T * nh, grain, [&](int tid, int64_t b, int64_t e) {
-    float* sc = scores_.data() + size_t(tid) * nj;
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t t = i / nh, h = i % nh;
-      float* oh = out + t * ldo + h * dv;
-      if (first) {
-        m[i] = -INFINITY;
-        l[i] = 0.f;
-        std::fill(oh, oh + dv, 0.f);
+  // One head per work item. Its keys [k_nope ‖ k_rope] (nj × dq) and values transposed (dv × nj) are copied into
+  // fp32 matrices so that both products run on the matmul kernels: S = Q_h · K_hᵀ (T × nj), then P · V_h.
+  const int64_t grain = std::max<int64_t>(1, cpu::min_parallel_work() / std::max<int64_t>(1, T * nj * (dq + dv)));
+  pool_.parallel_for(nh, grain, [&](int, int64_t h0, int64_t h1) {
+    thread_local std::vector<float> kbuf, vbuf, sbuf, obuf;
+    kbuf.resize(size_t(nj * dq));
+    vbuf.resize(size_t(dv * nj));
+    sbuf.resize(size_t(T * nj));
+    obuf.resize(size_t(T * dv));
+    cpu::Matrix K, Vt;
+    K.dtype = Vt.dtype = DType::F32;
+    K.data = kbuf.data();
+    K.rows = nj;
+    K.cols = dq;
+    Vt.data = vbuf.data();
+    Vt.rows = dv;
+    Vt.cols = nj;
+    for (int64_t h = h0; h < h1; ++h) {
+      for (int64_t j = 0; j < nj; ++j) {
+        std::memcpy(&kbuf[size_t(j * dq)], kvb + j * ldkvb + h * dkv, size_t(dn) * 4);
+        std::memcpy(&kbuf[size_t(j * dq + dn)], kr + j * ldkr, size_t(dr) * 4);
+        const float* vj = kvb + j * ldkvb + h * dkv + dn;
+        for (int64_t u = 0; u < dv; ++u) vbuf[size_t(u * nj + j)] = vj[u];
       }
-      // Keys of this block visible to row t (causal).
-      const int64_t n = std::min(nj, pos0 + t + 1 - j0);
-      if (n > 0) {
-        const float* qn = q + t * ldq + h * dq;
-        const float* qr = qn + dn;
+      cpu::matmul_serial(q + h * dq, ldq, K, sbuf.data(), nj, T, 0, nj);
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t i = t * nh + h;
+        float* oh = out + t * ldo + h * dv;
+        if (first) {
+          m[i] = -INFINITY;
+          l[i] = 0.f;
+          std::fill(oh, oh + dv, 0.f);
+        }
+        float* sc = &sbuf[size_t(t * nj)];
+        const int64_t n = std::clamp<int64_t>(pos0 + t + 1 - j0, 0, nj);  // keys of this block visible to row t
         float mx = m[i];
-        for (int64_t j = 0; j < n; ++j) {
-          const float* kn = kvb + j * ldkvb + h * dkv;
-          const float* kj = kr + j * ldkr;
-          float s = 0.f;
-          for (int64_t u = 0; u < dn; ++u) s += qn[u] * kn[u];
-          for (int64_t u = 0; u < dr; ++u) s += qr[u] * kj[u];
-          sc[j] = s * scale;
-          mx = std::max(mx, sc[j]);
+        for (int64_t j = 0; j < n; ++j) mx = std::max(mx, sc[j] *= scale);
+        if (n == 0) {
+          std::fill(sc, sc + nj, 0.f);
+          continue;
         }
         const float corr = std::exp(m[i] - mx);  // 0 when the state was empty (m = -inf)
         float sum = l[i] * corr;
+        for (int64_t j = 0; j < n; ++j) sum += (sc[j] = std::exp(sc[j] - mx));
+        std::fill(sc + n, sc + nj, 0.f);  // masked keys
         for (int64_t u = 0; u < dv; ++u) oh[u] *= corr;
-        for (int64_t j = 0; j < n; ++j) {
-          const float p = std::exp(sc[j] - mx);
-          sum += p;
-          const float* vj = kvb + j * ldkvb + h * dkv + dn;
-          for (int64_t u = 0; u < dv; ++u) oh[u] += p * vj[u];
-        }
         m[i] = mx;
         l[i] = sum;
       }
-      if (last) {
-        const float inv = 1.0f / l[i];
-        for (int64_t u = 0; u < dv; ++u) oh[u] *= inv;
+      cpu::matmul_serial(sbuf.data(), nj, Vt, obuf.data(), dv, T, 0, dv);  // P · V_h
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t i = t * nh + h;
+        float* oh = out + t * ldo + h * dv;
+        const float* ot = &obuf[size_t(t * dv)];
+        for (int64_t u = 0; u < dv; ++u) oh[u] += ot[u];
+        if (last) {
+          const float inv = 1.0f / l[i];
+          for (int64_t u = 0; u < dv; ++u) oh[u] *= inv;
+        }
       }
     }
   });

@@ -15,6 +15,7 @@
 #include "models/arch_config.h"
 #include "models/dense.h"
 #include "models/models.h"
+#include "sampler.h"
 
 namespace infer::models {
 namespace {
@@ -27,6 +28,15 @@ struct DsState : ForwardState {
   float *qabs, *olat;           // absorbed: (A, nh·(r+dr)), (A, nh·r)
   float *latblk, *kvbblk, *ml;  // naive: (KB, r+dr), (KB, nh·(dn+dv)), (2·n_batch·nh)
   int64_t key_block = 0, absorb_rows = 0;
+  // MTP
+  bool mtp_on = false;
+  int64_t mtp_n_past = 0;             // MTP cache entries (position j holds MTP(h_j, mtp_tok[j]))
+  std::vector<int32_t> tok, mtp_tok;  // (n_ctx) the token at each position; the next token each MTP entry used
+  float* hid = nullptr;               // (n_batch, H) final-norm hidden states of the last forward's rows
+  int64_t hid_pos0 = 0, hid_rows = 0;
+  float *mtp_cat = nullptr, *mtp_z = nullptr;  // (n_batch, 2H) [enorm(e) ; hnorm(h)], (n_batch, H) block output
+  int64_t mtp_z_rows = 0;
+  bool replaying = false;
 };
 
 double yarn_get_mscale(double scale, double mscale) { return scale <= 1 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0; }
@@ -238,6 +248,14 @@ std::unique_ptr<ForwardState> DeepseekV3::new_state(Backend& backend, int64_t n_
   st->latblk = st->buffer(st->key_block * w);
   st->kvbblk = st->buffer(st->key_block * nh_ * (dn_ + dv_));
   st->ml = st->buffer(2 * n_batch * nh_);
+  st->tok.assign(size_t(n_ctx) + 1, 0);
+  if (!mtp_.empty()) {
+    st->mtp_on = true;
+    st->mtp_tok.assign(size_t(n_ctx) + 1, -1);
+    st->hid = st->buffer(n_batch * H_);
+    st->mtp_cat = st->buffer(n_batch * 2 * H_);
+    st->mtp_z = st->buffer(n_batch * H_);
+  }
   return st;
 }
 
@@ -331,6 +349,18 @@ void DeepseekV3::run_block(ForwardState& base, const Block& b, void* cache, int6
 void DeepseekV3::forward(ForwardState& base, const int32_t* ids, int64_t T, float* logits, bool all_logits,
                          const DumpFn* dump) const {
   auto& st = static_cast<DsState&>(base);
+  const int64_t pos0 = st.n_past;
+  std::copy(ids, ids + T, st.tok.begin() + pos0);
+  // MTP: first the positions before this step (their hidden rows are about to be overwritten), then after the main
+  // model every new position but the last, whose next token is not known yet.
+  if (st.mtp_on) mtp_catch_up(st, pos0, dump);
+  main_forward(st, ids, T, logits, all_logits, dump);
+  if (st.mtp_on && T > 1) mtp_forward(st, pos0, T - 1, st.hid, ids + 1, dump);
+}
+
+void DeepseekV3::main_forward(ForwardState& base, const int32_t* ids, int64_t T, float* logits, bool all_logits,
+                              const DumpFn* dump) const {
+  auto& st = static_cast<DsState&>(base);
   Backend& be = st.backend;
   const int64_t H = H_, pos0 = st.n_past;
   be.embed(*embed_, ids, T, st.x, H);
@@ -338,11 +368,110 @@ void DeepseekV3::forward(ForwardState& base, const int32_t* ids, int64_t T, floa
   for (int64_t l = 0; l < config.num_hidden_layers; ++l)
     run_block(st, layers_[size_t(l)], st.cache[size_t(l)], pos0, T, st.x, "layers." + std::to_string(l) + ".", dump);
   const int64_t r0 = all_logits ? 0 : T - 1, rows = T - r0;
-  be.rmsnorm(st.x + r0 * H, H, *final_norm_, st.xn, H, rows, H, float(config.rms_norm_eps));
-  emit_dump(be, dump, "final_norm", st.xn, rows, H);
-  be.matmul(st.xn, H, lm_head_, st.logits, V_, rows);
+  float* normed = st.xn;
+  if (st.mtp_on) {  // the MTP needs the final-norm hidden state of every row (vLLM feeds it model.norm's output)
+    be.rmsnorm(st.x, H, *final_norm_, st.hid, H, T, H, float(config.rms_norm_eps));
+    st.hid_pos0 = pos0;
+    st.hid_rows = T;
+    normed = st.hid + r0 * H;
+  } else {
+    be.rmsnorm(st.x + r0 * H, H, *final_norm_, st.xn, H, rows, H, float(config.rms_norm_eps));
+  }
+  emit_dump(be, dump, "final_norm", normed, rows, H);
+  be.matmul(normed, H, lm_head_, st.logits, V_, rows);
   be.to_host(st.logits, logits, rows * V_);
   st.n_past = pos0 + T;
+}
+
+// ---- MTP
+
+void DeepseekV3::mtp_forward(ForwardState& base, int64_t pos, int64_t n, const float* h, const int32_t* next,
+                             const DumpFn* dump) const {
+  auto& st = static_cast<DsState&>(base);
+  Backend& be = st.backend;
+  const Mtp& m = mtp_.front();  // one module in every release; further ones are bound but not run
+  const int64_t H = H_;
+  const float eps = float(config.rms_norm_eps);
+  be.embed(*m.embed, next, n, st.mtp_cat, 2 * H);
+  if (pos == 0) {  // vLLM masks the embedding at position 0 ("not needed by MTP"); enorm(0) = 0
+    const std::vector<float> zeros(static_cast<size_t>(H), 0.f);
+    be.from_host(zeros.data(), st.mtp_cat, H);
+  }
+  be.rmsnorm(st.mtp_cat, 2 * H, *m.enorm, st.mtp_cat, 2 * H, n, H, eps);
+  be.rmsnorm(h, H, *m.hnorm, st.mtp_cat + H, 2 * H, n, H, eps);
+  be.matmul(st.mtp_cat, 2 * H, m.eh_proj, st.mtp_z, H, n);  // [enorm(embedding) ; hnorm(hidden)] order
+  emit_dump(be, dump, "mtp.eh_proj", st.mtp_z, n, H);
+  run_block(st, m.block, st.mtp_cache.front(), pos, n, st.mtp_z, "mtp.", dump);
+  std::copy(next, next + n, st.mtp_tok.begin() + pos);
+  st.mtp_n_past = pos + n;
+  st.mtp_z_rows = n;
+}
+
+void DeepseekV3::mtp_catch_up(ForwardState& base, int64_t pos0, const DumpFn* dump) const {
+  auto& st = static_cast<DsState&>(base);
+  int64_t m = std::min(st.mtp_n_past, pos0);
+  // An entry for pos0 - 1 built with another next token (a draft that was not taken) is redone.
+  if (m == pos0 && pos0 > 0 && st.mtp_tok[size_t(pos0 - 1)] != st.tok[size_t(pos0)]) m = pos0 - 1;
+  st.mtp_n_past = m;
+  if (m >= pos0) return;
+  if (m < st.hid_pos0 || pos0 > st.hid_pos0 + st.hid_rows) {
+    // The main model's hidden states of [m, pos0) are gone (the cache was cut back behind the last forward):
+    // evaluate those tokens again (same KV values), which also feeds the MTP all of them but the last.
+    if (st.replaying) fail(INFER_ERR_INTERNAL, "MTP: hidden states missing while replaying");
+    st.replaying = true;
+    std::vector<float> scratch(static_cast<size_t>(V_));
+    for (int64_t p = m; p < pos0; p += st.n_batch) {
+      const int64_t n = std::min(st.n_batch, pos0 - p);
+      st.n_past = p;
+      std::vector<int32_t> ids(st.tok.begin() + p, st.tok.begin() + p + n);
+      forward(st, ids.data(), n, scratch.data(), false, nullptr);
+    }
+    st.replaying = false;
+    st.n_past = pos0;
+    m = st.mtp_n_past;
+  }
+  mtp_forward(st, m, pos0 - m, st.hid + (m - st.hid_pos0) * H_, st.tok.data() + m + 1, dump);
+}
+
+void DeepseekV3::set_mtp(ForwardState& base, bool on) const {
+  auto& st = static_cast<DsState&>(base);
+  st.mtp_on = on && !mtp_.empty();
+}
+
+void DeepseekV3::truncate_state(ForwardState& base, int64_t n_keep) const {
+  auto& st = static_cast<DsState&>(base);
+  // Entry j used token j + 1: only entries before n_keep - 1 stay valid.
+  st.mtp_n_past = std::min(st.mtp_n_past, std::max<int64_t>(0, n_keep - 1));
+}
+
+int64_t DeepseekV3::mtp_draft(ForwardState& base, int32_t next, int64_t n_draft, int32_t* drafts,
+                              float* logits) const {
+  auto& st = static_cast<DsState&>(base);
+  const int64_t pos = st.n_past;
+  if (!st.mtp_on || pos == 0 || pos >= st.n_ctx || n_draft <= 0) return 0;
+  if (next < 0 || next >= V_) fail(INFER_ERR_INVALID_ARG, "mtp_draft: token id " + std::to_string(next) + " out of range");
+  n_draft = std::min(n_draft, st.n_ctx - pos);  // chained entries go to positions pos .. pos + n_draft - 2
+  Backend& be = st.backend;
+  const Mtp& m = mtp_.front();
+  const int64_t H = H_;
+  st.tok[size_t(pos)] = next;
+  st.mtp_n_past = std::min(st.mtp_n_past, pos - 1);  // position pos - 1 with `next`: its output is the first draft
+  mtp_catch_up(st, pos, nullptr);
+  const float* z = st.mtp_z + (st.mtp_z_rows - 1) * H;
+  std::vector<float> row(static_cast<size_t>(V_));
+  for (int64_t k = 0; k < n_draft; ++k) {
+    be.rmsnorm(z, H, *m.head_norm, st.xn, H, 1, H, float(config.rms_norm_eps));
+    be.matmul(st.xn, H, m.head, st.logits, V_, 1);
+    be.to_host(st.logits, row.data(), V_);
+    if (logits) std::copy(row.begin(), row.end(), logits + k * V_);
+    drafts[k] = argmax(row.data(), int32_t(V_));
+    // Chain: the head again on its own output hidden state and its draft (an unconfirmed entry at pos + k).
+    if (k + 1 < n_draft) {
+      mtp_forward(st, pos + k, 1, z, &drafts[k], nullptr);
+      z = st.mtp_z;
+    }
+  }
+  return n_draft;
 }
 
 std::unique_ptr<Transformer> create_deepseek_v3(const ModelConfig& cfg) { return std::make_unique<DeepseekV3>(cfg); }

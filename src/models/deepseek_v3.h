@@ -32,9 +32,18 @@ class DeepseekV3 final : public Transformer {
   // (kv_lora_rank + qk_rope_head_dim) × num_hidden_layers × 4 bytes (fp32 cache); the MTP layer's cache is
   // mtp_kv_bytes_per_token(), not included.
   int64_t kv_bytes_per_token() const override;
-  int64_t mtp_kv_bytes_per_token() const;
-  int64_t mtp_layers() const { return int64_t(mtp_.size()); }
   std::string describe() const override;
+
+  // MTP (model-spec §5, as vLLM runs it): for position i, MTP(h_i after the final norm, token i+1) → the draft for
+  // token i+2. With the head on, every forward also feeds it the positions whose next token is known, so its own
+  // cache (kv_lora_rank + qk_rope_head_dim values per token) keeps up; mtp_draft consumes the last position with the
+  // sampled token and chains the head for further drafts. Entries built on unconfirmed tokens are rolled back
+  // (truncate_state, and at the next forward).
+  int64_t mtp_layers() const override { return int64_t(mtp_.size()); }
+  int64_t mtp_kv_bytes_per_token() const override;
+  void set_mtp(ForwardState& st, bool on) const override;
+  int64_t mtp_draft(ForwardState& st, int32_t next, int64_t n_draft, int32_t* drafts, float* logits) const override;
+  void truncate_state(ForwardState& st, int64_t n_keep) const override;
 
   // Test and benchmark knobs (set before creating a state).
   MlaMode mla_mode = MlaMode::Auto;
@@ -82,6 +91,14 @@ class DeepseekV3 final : public Transformer {
                  const std::string& pfx, const DumpFn* dump) const;
   void attention(ForwardState& st, const Attn& a, void* cache, int64_t pos0, int64_t T, const float* xn, float* out,
                  const std::string& pfx, const DumpFn* dump) const;
+  // The MTP module on n rows at positions pos.. with main hidden states h [n, H] (backend) and next tokens (host);
+  // leaves its block output in the state's mtp_z and advances its cache to pos + n.
+  void mtp_forward(ForwardState& st, int64_t pos, int64_t n, const float* h, const int32_t* next,
+                   const DumpFn* dump) const;
+  // Brings the MTP cache up to position pos0 - 1 (the tokens up to pos0 must be in the state's token record).
+  void mtp_catch_up(ForwardState& st, int64_t pos0, const DumpFn* dump) const;
+  void main_forward(ForwardState& st, const int32_t* ids, int64_t T, float* logits, bool all_logits,
+                    const DumpFn* dump) const;
 
   // config.json
   int64_t H_ = 0, nh_ = 0, q_lora_ = 0, r_ = 0, dn_ = 0, dr_ = 0, dv_ = 0, V_ = 0, I_ = 0;
