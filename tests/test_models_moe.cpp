@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "forwarding_backend.h"
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -149,60 +151,15 @@ TEST(MoeParity, ChunkedPrefillEqualsOneChunk) {
   EXPECT_LE(worst, 1e-6f);
 }
 
-// A backend that counts the rows each weight matrix is multiplied with (and forwards everything to the CPU).
-class CountingBackend final : public Backend {
+// A backend that counts the rows each weight matrix is multiplied with (everything forwarded to the CPU backend).
+class CountingBackend final : public ForwardingBackend {
  public:
-  CountingBackend() : cpu_(2) {}
   std::map<const void*, int64_t> rows;  // weight data pointer → rows (tokens) it was applied to
   std::string name() const override { return "counting-cpu"; }
-  float* alloc(int64_t n) override { return cpu_.alloc(n); }
-  void release(float* p) override { cpu_.release(p); }
-  void to_host(const float* s, float* d, int64_t n) override { cpu_.to_host(s, d, n); }
-  void from_host(const float* s, float* d, int64_t n) override { cpu_.from_host(s, d, n); }
-  void* alloc_kv(int64_t n, int64_t w) override { return cpu_.alloc_kv(n, w); }
-  void release_kv(void* kv) override { cpu_.release_kv(kv); }
-  int64_t kv_bytes_per_value() const override { return cpu_.kv_bytes_per_value(); }
-  void embed(const TensorInfo& t, const int32_t* ids, int64_t T, float* out, int64_t ldo) override {
-    cpu_.embed(t, ids, T, out, ldo);
-  }
-  void rmsnorm(const float* x, int64_t ldx, const TensorInfo& w, float* out, int64_t ldo, int64_t T, int64_t n,
-               float eps) override {
-    cpu_.rmsnorm(x, ldx, w, out, ldo, T, n, eps);
-  }
   void matmul(const float* x, int64_t ldx, const cpu::Matrix& w, float* y, int64_t ldy, int64_t T) override {
     rows[w.data] += T;
-    cpu_.matmul(x, ldx, w, y, ldy, T);
+    ForwardingBackend::matmul(x, ldx, w, y, ldy, T);
   }
-  void add_bias(float* y, int64_t ldy, const TensorInfo& b, int64_t T) override { cpu_.add_bias(y, ldy, b, T); }
-  void head_norm_rope(float* x, int64_t ldx, int64_t T, int64_t nh, int64_t d, const TensorInfo* norm, float eps,
-                      int64_t pos0, const RopeTable& rope) override {
-    cpu_.head_norm_rope(x, ldx, T, nh, d, norm, eps, pos0, rope);
-  }
-  void kv_write(void* c, int64_t w, int64_t pos0, const float* s, int64_t lds, int64_t T) override {
-    cpu_.kv_write(c, w, pos0, s, lds, T);
-  }
-  void attention(const float* q, int64_t ldq, const void* k, const void* v, float* out, int64_t ldo, int64_t T,
-                 int64_t pos0, int64_t nh, int64_t nkv, int64_t d, float scale) override {
-    cpu_.attention(q, ldq, k, v, out, ldo, T, pos0, nh, nkv, d, scale);
-  }
-  void swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy, int64_t T,
-              int64_t n) override {
-    cpu_.swiglu(g, ldg, u, ldu, y, ldy, T, n);
-  }
-  void add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) override {
-    cpu_.add(x, ldx, y, ldy, T, n);
-  }
-  void gather_rows(const float* s, int64_t lds, const int32_t* r, int64_t n, float* d, int64_t ldd,
-                   int64_t w) override {
-    cpu_.gather_rows(s, lds, r, n, d, ldd, w);
-  }
-  void scatter_add_rows(float* d, int64_t ldd, const float* s, int64_t lds, const int32_t* r, const float* w,
-                        int64_t n, int64_t width) override {
-    cpu_.scatter_add_rows(d, ldd, s, lds, r, w, n, width);
-  }
-
- private:
-  CpuBackend cpu_;
 };
 
 // Experts run only on the tokens routed to them: over a 24-token prefill every expert's gate/up/down projections
