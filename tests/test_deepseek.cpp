@@ -11,6 +11,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "fixtures.h"
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -32,6 +34,7 @@
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 using namespace infer;
+using namespace infer::testutil;
 using infer::models::DeepseekV3;
 using infer::models::MlaMode;
 
@@ -39,16 +42,6 @@ namespace {
 
 constexpr float kTol = 1e-4f;
 const char* kDsModels[] = {"dsv3_qlora_yarn", "dsv3_v2lite"};
-
-std::string model_dir(const std::string& name) { return std::string(INFER_TEST_DATA) + "/models/" + name; }
-
-template <typename T>
-std::vector<T> read_vec(const SafeTensors& st, const std::string& name) {
-  const TensorInfo& t = st.get(name);
-  std::vector<T> v(static_cast<size_t>(t.numel()));
-  std::memcpy(v.data(), t.data, t.nbytes);
-  return v;
-}
 
 DeepseekV3& ds(Transformer& m) { return dynamic_cast<DeepseekV3&>(m); }
 
@@ -220,33 +213,6 @@ TEST(Deepseek, KvBytesPerTokenIsTheLatent) {
 
 // ---- config errors
 
-struct DirCopy {
-  fs::path dir;
-  DirCopy(const std::string& name, const std::string& tag) {
-    dir = fs::temp_directory_path() / ("infer_ds_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    for (const char* f : {"config.json", "generation_config.json", "model.safetensors"})
-      fs::copy(fs::path(model_dir(name)) / f, dir / f);
-  }
-  ~DirCopy() { fs::remove_all(dir); }
-  void edit(const std::function<void(nlohmann::json&)>& f) {
-    nlohmann::json j = nlohmann::json::parse(std::ifstream(dir / "config.json"));
-    f(j);
-    std::ofstream(dir / "config.json") << j.dump(2);
-  }
-};
-
-std::string load_error(const fs::path& dir, infer_status* code) {
-  try {
-    Transformer::load(dir.string(), LoadOptions{}, false);
-  } catch (const Error& e) {
-    *code = e.code();
-    return e.what();
-  }
-  return "";
-}
-
 TEST(DeepseekLoad, ConfigErrors) {
   struct Case {
     const char* tag;
@@ -267,7 +233,7 @@ TEST(DeepseekLoad, ConfigErrors) {
       {"kvlora", [](auto& j) { j["kv_lora_rank"] = 16; }, INFER_ERR_FORMAT, "kv_lora_rank"},
   };
   for (const Case& c : cases) {
-    DirCopy d("dsv3_qlora_yarn", c.tag);
+    FixtureCopy d("dsv3_qlora_yarn", c.tag);
     d.edit(c.edit);
     infer_status code{};
     const std::string e = load_error(d.dir, &code);

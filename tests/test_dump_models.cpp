@@ -6,6 +6,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "fixtures.h"
+
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -17,18 +19,9 @@
 
 namespace fs = std::filesystem;
 using namespace infer;
+using namespace infer::testutil;
 
 namespace {
-
-std::string model_dir(const std::string& name) { return std::string(INFER_TEST_DATA) + "/models/" + name; }
-
-template <typename T>
-std::vector<T> read_vec(const SafeTensors& st, const std::string& name) {
-  const TensorInfo& t = st.get(name);
-  std::vector<T> v(static_cast<size_t>(t.numel()));
-  std::memcpy(v.data(), t.data, t.nbytes);
-  return v;
-}
 
 struct Case {
   const char* model;

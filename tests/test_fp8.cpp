@@ -6,6 +6,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "fixtures.h"
+
 #include "forwarding_backend.h"
 
 #include <cmath>
@@ -27,10 +29,9 @@
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 using namespace infer;
+using namespace infer::testutil;
 
 namespace {
-
-std::string model_dir(const std::string& name) { return std::string(INFER_TEST_DATA) + "/models/" + name; }
 
 TEST(Fp8, E4m3Table) {
   const float* t = cpu::fp8_e4m3_table();
@@ -182,24 +183,11 @@ TEST(Fp8, WeightsStayFp8InTheMmap) {
 
 // ---- load errors
 
-struct DirCopy {
-  fs::path dir;
-  std::map<std::string, std::pair<const TensorInfo*, std::vector<uint8_t>>> extra;
+// A fixture copy whose weights a test may rewrite tensor by tensor (any dtype).
+struct DirCopy : FixtureCopy {
   std::unique_ptr<SafeTensors> src;
-  DirCopy(const std::string& name, const std::string& tag) {
-    dir = fs::temp_directory_path() / ("infer_fp8_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    for (const char* f : {"config.json", "generation_config.json", "model.safetensors"})
-      fs::copy(fs::path(model_dir(name)) / f, dir / f);
-    src = SafeTensors::open_dir(model_dir(name));
-  }
-  ~DirCopy() { fs::remove_all(dir); }
-  void edit(const std::function<void(nlohmann::json&)>& f) {
-    nlohmann::json j = nlohmann::json::parse(std::ifstream(dir / "config.json"));
-    f(j);
-    std::ofstream(dir / "config.json") << j.dump(2);
-  }
+  DirCopy(const std::string& name, const std::string& tag)
+      : FixtureCopy(name, "fp8_" + tag), src(SafeTensors::open_dir(model_dir(name))) {}
   // Rewrites model.safetensors through `fn`, which may drop (return false) or change a tensor's bytes / dtype / shape.
   struct T {
     DType dtype;
@@ -231,16 +219,6 @@ struct DirCopy {
     for (const auto& [name, t] : ts) f.write(reinterpret_cast<const char*>(t.bytes.data()), std::streamsize(t.bytes.size()));
   }
 };
-
-std::string load_error(const fs::path& dir, infer_status* code) {
-  try {
-    Transformer::load(dir.string(), LoadOptions{}, false);
-  } catch (const Error& e) {
-    *code = e.code();
-    return e.what();
-  }
-  return "";
-}
 
 const std::string kW = "model.layers.0.self_attn.q_b_proj.weight";
 

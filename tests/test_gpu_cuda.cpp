@@ -6,6 +6,8 @@
 // cuBLAS and the MMAs differs from the emulator's, which the margin covers), fast precision 0.25.
 #include <gtest/gtest.h>
 
+#include "fixtures.h"
+
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -21,20 +23,11 @@
 #include "session.h"
 
 using namespace infer;
+using namespace infer::testutil;
 
 namespace {
 
 const char* kModels[] = {"qwen3_tied_gqa2", "qwen3_untied_gqa1", "qwen3_gqa4_hd", "qwen3_yarn"};
-
-std::string model_dir(const std::string& name) { return std::string(INFER_TEST_DATA) + "/models/" + name; }
-
-template <typename T>
-std::vector<T> read_vec(const SafeTensors& st, const std::string& name) {
-  const TensorInfo& t = st.get(name);
-  std::vector<T> v(size_t(t.numel()));
-  std::memcpy(v.data(), t.data, t.nbytes);
-  return v;
-}
 
 // The CUDA backend with INFER_CUDA_PRECISION=precision, or a skip reason.
 std::unique_ptr<Backend> gpu(const char* precision, std::string* why) {

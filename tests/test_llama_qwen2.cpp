@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "fixtures.h"
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -18,17 +20,9 @@
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 using namespace infer;
+using namespace infer::testutil;
 
 namespace {
-
-std::string model_dir(const std::string& name) { return std::string(INFER_TEST_DATA) + "/models/" + name; }
-
-std::vector<float> read_f32(const SafeTensors& st, const std::string& name) {
-  const TensorInfo& t = st.get(name);
-  std::vector<float> v(size_t(t.numel()));
-  std::memcpy(v.data(), t.data, t.nbytes);
-  return v;
-}
 
 // The RoPE frequencies the engine uses equal transformers' inv_freq (stored by the fixture script). llama_rope3
 // has one frequency of each llama3 kind (kept, smoothed, divided by factor). rope.cpp mirrors torch's fp32 order
@@ -37,7 +31,7 @@ TEST(LlamaQwen2, RopeTableMatchesHF) {
   for (const char* name : {"llama_rope3", "qwen2_bias"}) {
     auto m = Transformer::load(model_dir(name), LoadOptions{}, false);
     auto ref = SafeTensors::open_file(model_dir(name) + "/reference.safetensors");
-    const auto want = read_f32(*ref, "rope_inv_freq");
+    const auto want = read_vec<float>(*ref, "rope_inv_freq");
     const auto& c = m->config;
     const RopeTable t = make_rope_table(c.head_dim, c.rope_theta, c.rope_scaling, c.max_position_embeddings);
     ASSERT_EQ(t.inv_freq.size(), want.size()) << name;
@@ -65,36 +59,9 @@ TEST(LlamaQwen2, KvBytesPerToken) {
 }
 
 // A copy of a fixture directory (config + weights) whose config.json a test may edit.
-struct DirCopy {
-  fs::path dir;
-  DirCopy(const std::string& name, const std::string& tag) {
-    dir = fs::temp_directory_path() / ("infer_lq_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    for (const char* f : {"config.json", "generation_config.json", "model.safetensors"})
-      fs::copy(fs::path(model_dir(name)) / f, dir / f);
-  }
-  ~DirCopy() { fs::remove_all(dir); }
-  void edit(const std::function<void(nlohmann::json&)>& f) {
-    nlohmann::json j = nlohmann::json::parse(std::ifstream(dir / "config.json"));
-    f(j);
-    std::ofstream(dir / "config.json") << j.dump(2);
-  }
-};
-
-std::string load_error(const fs::path& dir, infer_status* code) {
-  try {
-    Transformer::load(dir.string(), LoadOptions{}, false);
-  } catch (const Error& e) {
-    *code = e.code();
-    return e.what();
-  }
-  return "";
-}
-
 TEST(LlamaQwen2, LlamaBiasRefused) {
   for (const char* key : {"attention_bias", "mlp_bias"}) {
-    DirCopy d("llama_rope3", key);
+    FixtureCopy d("llama_rope3", key);
     d.edit([&](nlohmann::json& j) { j[key] = true; });
     infer_status code{};
     const std::string e = load_error(d.dir, &code);
@@ -104,7 +71,7 @@ TEST(LlamaQwen2, LlamaBiasRefused) {
 }
 
 TEST(LlamaQwen2, Qwen2SlidingWindowRefused) {
-  DirCopy d("qwen2_bias", "swa");
+  FixtureCopy d("qwen2_bias", "swa");
   d.edit([](nlohmann::json& j) { j["use_sliding_window"] = true; });
   infer_status code{};
   EXPECT_THAT(load_error(d.dir, &code), HasSubstr("use_sliding_window"));
@@ -113,7 +80,7 @@ TEST(LlamaQwen2, Qwen2SlidingWindowRefused) {
 
 TEST(LlamaQwen2, Qwen2WithoutBiasTensorsIsAFormatError) {
   // A Llama checkpoint relabelled qwen2: the q/k/v biases Qwen2 always has are missing.
-  DirCopy d("llama_rope3", "nobias");
+  FixtureCopy d("llama_rope3", "nobias");
   d.edit([](nlohmann::json& j) {
     j["model_type"] = "qwen2";
     j.erase("rope_scaling");

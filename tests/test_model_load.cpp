@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "fixtures.h"
+
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -16,6 +18,7 @@
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 using namespace infer;
+using namespace infer::testutil;
 
 namespace {
 
@@ -46,16 +49,6 @@ struct ModelCopy {
   nlohmann::json config() { return nlohmann::json::parse(std::ifstream(dir / "config.json")); }
   void set_config(const nlohmann::json& j) { std::ofstream(dir / "config.json") << j.dump(2); }
 };
-
-std::string load_error(const fs::path& dir, infer_status* code = nullptr) {
-  try {
-    Transformer::load(dir.string(), LoadOptions{}, false);
-  } catch (const Error& e) {
-    if (code) *code = e.code();
-    return e.what();
-  }
-  return "";
-}
 
 TEST(ModelLoad, F32CopyLoadsAndMatchesBf16) {
   ModelCopy m("ok");

@@ -9,6 +9,8 @@
 // guarantees every greedy top-1/top-2 margin is ≥ 0.01 ≫ 1e-4, so greedy decoding must agree at every step.
 #include <gtest/gtest.h>
 
+#include "fixtures.h"
+
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -22,6 +24,7 @@
 #include "sampler.h"
 
 using namespace infer;
+using namespace infer::testutil;
 
 namespace {
 
@@ -30,17 +33,6 @@ constexpr float kLogitTol = 1e-4f;
 const char* kModels[] = {"qwen3_tied_gqa2", "qwen3_untied_gqa1", "qwen3_gqa4_hd", "qwen3_yarn", "llama_rope3", "qwen2_bias",
                           "qwen3_moe_top2", "qwen3_moe_sparse", "dsv3_qlora_yarn", "dsv3_v2lite",
                           "dsv3_fp8", "qwen3_moe_fp8", "dsv3_mtp"};
-
-std::string model_dir(const std::string& name) { return std::string(INFER_TEST_DATA) + "/models/" + name; }
-
-template <typename T>
-std::vector<T> read_vec(const SafeTensors& st, const std::string& name) {
-  const TensorInfo& t = st.get(name);
-  std::vector<T> v(size_t(t.numel()));
-  if (t.nbytes != v.size() * sizeof(T)) throw std::runtime_error("reference tensor " + name + " has an unexpected dtype");
-  std::memcpy(v.data(), t.data, t.nbytes);
-  return v;
-}
 
 struct Fixture {
   std::unique_ptr<Transformer> model;

@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "fixtures.h"
+
 #include "forwarding_backend.h"
 
 #include <cmath>
@@ -25,19 +27,10 @@
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 using namespace infer;
+using namespace infer::testutil;
 using infer::models::Router;
 
 namespace {
-
-std::string model_dir(const std::string& name) { return std::string(INFER_TEST_DATA) + "/models/" + name; }
-
-template <typename T>
-std::vector<T> read_vec(const SafeTensors& st, const std::string& name) {
-  const TensorInfo& t = st.get(name);
-  std::vector<T> v(static_cast<size_t>(t.numel()));
-  std::memcpy(v.data(), t.data, t.nbytes);
-  return v;
-}
 
 // ---- route_tokens
 
@@ -195,35 +188,8 @@ TEST(MoeParity, ExpertsRunOnlyOnRoutedRows) {
 
 // ---- config ↔ checkpoint disagreements
 
-struct DirCopy {
-  fs::path dir;
-  DirCopy(const std::string& name, const std::string& tag) {
-    dir = fs::temp_directory_path() / ("infer_moe_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    for (const char* f : {"config.json", "generation_config.json", "model.safetensors"})
-      fs::copy(fs::path(model_dir(name)) / f, dir / f);
-  }
-  ~DirCopy() { fs::remove_all(dir); }
-  void edit(const std::function<void(nlohmann::json&)>& f) {
-    nlohmann::json j = nlohmann::json::parse(std::ifstream(dir / "config.json"));
-    f(j);
-    std::ofstream(dir / "config.json") << j.dump(2);
-  }
-};
-
-std::string load_error(const fs::path& dir, infer_status* code) {
-  try {
-    Transformer::load(dir.string(), LoadOptions{}, false);
-  } catch (const Error& e) {
-    *code = e.code();
-    return e.what();
-  }
-  return "";
-}
-
 TEST(MoeLoad, FewerExpertsInConfigThanCheckpoint) {
-  DirCopy d("qwen3_moe_top2", "fewer");
+  FixtureCopy d("qwen3_moe_top2", "fewer");
   d.edit([](nlohmann::json& j) { j["num_experts"] = 6; });
   infer_status code{};
   const std::string e = load_error(d.dir, &code);
@@ -235,7 +201,7 @@ TEST(MoeLoad, FewerExpertsInConfigThanCheckpoint) {
 
 TEST(MoeLoad, ExtraExpertTensorsNamed) {
   // Router and experts agree with config (6 experts) but the checkpoint still holds experts 6 and 7.
-  DirCopy d("qwen3_moe_top2", "extra");
+  FixtureCopy d("qwen3_moe_top2", "extra");
   {
     auto st = SafeTensors::open_dir(model_dir("qwen3_moe_top2"));
     std::vector<WriteTensor> w;
@@ -258,7 +224,7 @@ TEST(MoeLoad, ExtraExpertTensorsNamed) {
 }
 
 TEST(MoeLoad, MoreExpertsInConfigThanCheckpoint) {
-  DirCopy d("qwen3_moe_top2", "more");
+  FixtureCopy d("qwen3_moe_top2", "more");
   {
     // Router with 10 rows, experts 0..7 only.
     auto st = SafeTensors::open_dir(model_dir("qwen3_moe_top2"));
@@ -282,7 +248,7 @@ TEST(MoeLoad, MoreExpertsInConfigThanCheckpoint) {
 }
 
 TEST(MoeLoad, TopKAboveExpertCount) {
-  DirCopy d("qwen3_moe_top2", "topk");
+  FixtureCopy d("qwen3_moe_top2", "topk");
   d.edit([](nlohmann::json& j) { j["num_experts_per_tok"] = 9; });
   infer_status code{};
   const std::string e = load_error(d.dir, &code);

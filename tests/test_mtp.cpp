@@ -15,6 +15,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "fixtures.h"
+
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -32,21 +34,12 @@
 
 using ::testing::HasSubstr;
 using namespace infer;
+using namespace infer::testutil;
 
 namespace {
 
 constexpr float kTol = 1e-4f;
 const std::string kMtp = "dsv3_mtp";
-
-std::string model_dir(const std::string& name) { return std::string(INFER_TEST_DATA) + "/models/" + name; }
-
-template <typename T>
-std::vector<T> read_vec(const SafeTensors& st, const std::string& name) {
-  const TensorInfo& t = st.get(name);
-  std::vector<T> v(static_cast<size_t>(t.numel()));
-  std::memcpy(v.data(), t.data, t.nbytes);
-  return v;
-}
 
 float max_diff(const float* a, const float* b, size_t n) {
   float w = 0;

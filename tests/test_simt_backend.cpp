@@ -13,6 +13,8 @@
 //   - decode steps are fp32 in both modes, but in kFast they attend to K/V rows that a bf16 prefill wrote.
 #include <gtest/gtest.h>
 
+#include "fixtures.h"
+
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -31,6 +33,7 @@
 #include "session.h"
 
 using namespace infer;
+using namespace infer::testutil;
 
 namespace {
 
@@ -38,17 +41,6 @@ constexpr float kFp32Tol = 1e-4f;
 constexpr float kFastTol = 0.25f;
 
 const char* kModels[] = {"qwen3_tied_gqa2", "qwen3_untied_gqa1", "qwen3_gqa4_hd", "qwen3_yarn"};
-
-std::string model_dir(const std::string& name) { return std::string(INFER_TEST_DATA) + "/models/" + name; }
-
-template <typename T>
-std::vector<T> read_vec(const SafeTensors& st, const std::string& name) {
-  const TensorInfo& t = st.get(name);
-  std::vector<T> v(size_t(t.numel()));
-  if (t.nbytes != v.size() * sizeof(T)) throw std::runtime_error("reference tensor " + name + " has an unexpected dtype");
-  std::memcpy(v.data(), t.data, t.nbytes);
-  return v;
-}
 
 struct Fixture {
   std::unique_ptr<Transformer> model;
