@@ -9,11 +9,13 @@
 #include <string_view>
 #include <vector>
 
+#include "unicode.h"
+
 namespace infer::jinja::py {
 
 // Decodes the code point at s[i] and advances i (an invalid byte decodes as itself, one byte).
 char32_t decode_at(std::string_view s, size_t& i);
-void append_utf8(std::string& out, char32_t cp);
+using unicode::append_utf8;  // UTF-8 encoding is the tokenizer's (src/unicode.h)
 bool is_ascii(std::string_view s);
 
 bool is_space(char32_t cp);      // str.isspace / regex \s
