@@ -50,14 +50,28 @@ void CpuBackend::add_bias(float* y, int64_t ldy, const TensorInfo& bias, int64_t
     for (int64_t i = 0; i < n; ++i) y[t * ldy + i] += b[i];
 }
 
+const float* CpuBackend::rope_angles(const RopeTable& rope, int64_t pos0, int64_t T, int64_t half) {
+  if (&rope != rope_key_table_ || pos0 != rope_key_pos0_ || T != rope_key_T_ || half != rope_key_half_) {
+    rope_cs_.resize(size_t(T * 2 * half));
+    for (int64_t t = 0; t < T; ++t) {
+      float* c = rope_cs_.data() + t * 2 * half;
+      rope.angles(pos0 + t, c, c + half);
+    }
+    rope_key_table_ = &rope;
+    rope_key_pos0_ = pos0;
+    rope_key_T_ = T;
+    rope_key_half_ = half;
+  }
+  return rope_cs_.data();
+}
+
 void CpuBackend::head_norm_rope(float* x, int64_t ldx, int64_t T, int64_t n_heads, int64_t d, const TensorInfo* norm,
                                 float eps, int64_t pos0, const RopeTable& rope) {
   const int64_t half = d / 2;
-  rope_cs_.resize(size_t(2 * half));
-  float* c = rope_cs_.data();
-  float* s = c + half;
+  const float* cs = rope_angles(rope, pos0, T, half);
   for (int64_t t = 0; t < T; ++t) {
-    rope.angles(pos0 + t, c, s);
+    const float* c = cs + t * 2 * half;
+    const float* s = c + half;
     for (int64_t h = 0; h < n_heads; ++h) {
       float* v = x + t * ldx + h * d;
       if (norm) cpu::rmsnorm(v, norm->data, norm->dtype, v, d, eps);
@@ -144,11 +158,10 @@ void CpuBackend::scatter_add_rows(float* dst, int64_t ldd, const float* src, int
 void CpuBackend::rope_strided(float* x, int64_t ldx, int64_t T, int64_t n_heads, int64_t head_stride, int64_t d,
                               bool interleaved, int64_t pos0, const RopeTable& rope) {
   const int64_t half = d / 2;
-  rope_cs_.resize(size_t(2 * half));
-  float* c = rope_cs_.data();
-  float* s = c + half;
+  const float* cs = rope_angles(rope, pos0, T, half);
   for (int64_t t = 0; t < T; ++t) {
-    rope.angles(pos0 + t, c, s);
+    const float* c = cs + t * 2 * half;
+    const float* s = c + half;
     for (int64_t h = 0; h < n_heads; ++h) {
       float* v = x + t * ldx + h * head_stride;
       if (!interleaved) {

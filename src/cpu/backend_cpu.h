@@ -61,7 +61,12 @@ class CpuBackend final : public Backend {
  private:
   ThreadPool pool_;
   std::vector<float> scores_;  // (threads, keys) softmax scratch
+  // RoPE cos/sin of the rows being processed, (T, 2·half): row t holds cos then sin of position pos0 + t. Every
+  // layer's q and k use the same angles, so they are computed once per (table, pos0, T) and reused.
+  const float* rope_angles(const RopeTable& rope, int64_t pos0, int64_t T, int64_t half);
   std::vector<float> rope_cs_;
+  const RopeTable* rope_key_table_ = nullptr;
+  int64_t rope_key_pos0_ = -1, rope_key_T_ = 0, rope_key_half_ = 0;
   std::vector<float> mla_scores_;  // (nh, keys) absorbed-attention scores of one query row
   std::vector<float> mla_rows_;    // (threads, r) dequantised weight rows
 };
