@@ -214,6 +214,26 @@ TEST(Cli, ChatTemplateAppliedByDefault) {
   fs::remove_all(d);
 }
 
+TEST(Cli, BenchJsonHasLlamaBenchFields) {
+  CmdResult r = run_stdout("bench -m " + tiny() + " -p 8,16 -n 4 -r 2 -t 1,2 -o json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 6u);  // (pp8, pp16, tg4) × 2 thread counts
+  for (const auto& rec : j) {
+    for (const char* k : {"model_type", "n_threads", "n_prompt", "n_gen", "avg_ts", "stddev_ts", "samples_ts",
+                          "avg_ns", "backend", "dtype", "peak_rss_mib", "build_commit"})
+      EXPECT_TRUE(rec.contains(k)) << k;
+    EXPECT_EQ(rec["samples_ts"].size(), 2u);
+    EXPECT_GT(rec["avg_ts"].get<double>(), 0.0);
+  }
+  EXPECT_EQ(j[0]["n_prompt"], 8);
+  EXPECT_EQ(j[2]["n_gen"], 4);
+  EXPECT_EQ(j[3]["n_threads"], 2);
+  CmdResult bad = run("bench -m " + tiny() + " -p x");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_THAT(bad.out, HasSubstr("'x'"));
+}
+
 TEST(CliErrors, MissingModelDirectory) {
   CmdResult r = run("-m /nonexistent/model --ids 1,2");
   EXPECT_EQ(r.code, 1);
