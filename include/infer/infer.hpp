@@ -141,6 +141,9 @@ class Context {
   infer_context* get() const { return c_; }
   int32_t n_ctx() const { return infer_context_n_ctx(c_); }
   int32_t n_past() const { return infer_context_n_past(c_); }
+  std::string device() const { return infer_context_device(c_); }
+  int64_t kv_bytes_per_token() const { return infer_context_kv_bytes_per_token(c_); }
+  int64_t mtp_kv_bytes_per_token() const { return infer_context_mtp_kv_bytes_per_token(c_); }
   void truncate(int32_t n_keep) { check(infer_context_truncate(c_, n_keep)); }
 
   // Evaluates ids; returns the logits (rows × vocab).
