@@ -130,6 +130,10 @@ int sample_max_candidates();
 // *token = the token chosen from logits (vocab,) as infer::Sampler::sample does after its penalties:
 // temperature, top-k, top-p, min-p, then a draw (or argmax, first index on ties). One block.
 void launch_sample(const float* logits, int64_t vocab, const SampleArgs& args, int32_t* token, cudaStream_t stream);
+// *logprob = the log-softmax of the raw logits (vocab,) at *token (a device value): logits[t] - logsumexp(logits),
+// the sum in double as generate.cpp's host version. One block.
+void launch_token_logprob(const float* logits, int64_t vocab, const int32_t* token, float* logprob,
+                          cudaStream_t stream);
 
 }  // namespace INFER_CUDA_NS
 }  // namespace infer

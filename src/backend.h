@@ -127,6 +127,17 @@ class Backend {
     unsupported("mla_attention_block");
   }
 
+  // ---- Sampling on the device (saves copying the logits to the host each token). can_sample says whether this
+  // backend samples these parameters itself (penalties are the caller's: it uses the host sampler when they are
+  // on); sample returns the next token from backend-memory logits (vocab,) exactly as infer::Sampler::sample picks
+  // it, given the uniform draw u in [0, 1) the host sampler would have made, and the token's log-softmax in
+  // *logprob when asked, or -1 when it cannot.
+  virtual bool can_sample(int64_t vocab, float temperature, int32_t top_k) const { return false; }
+  virtual int32_t sample(const float* logits, int64_t vocab, float temperature, int32_t top_k, float top_p,
+                         float min_p, double u, float* logprob = nullptr) {
+    return -1;
+  }
+
  protected:
   [[noreturn]] void unsupported(const char* op) const {
     fail(INFER_ERR_UNSUPPORTED, name() + " backend does not implement " + op);

@@ -124,6 +124,18 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
   while (common < int64_t(cached.size()) && common < n_prompt && cached[common] == prompt[common]) ++common;
   if (common == n_prompt) --common;
   ctx.truncate(common);
+
+  // Sampling on the device: the logits stay in backend memory (the session's host copy is off until we return).
+  const infer_sampler_params& sp = sampler.params();
+  const bool on_device = opts.device_sampling && opts.n_logprobs == 0 && !sampler.has_penalties() && !ctx.mtp() &&
+                         ctx.backend().can_sample(V, sp.temperature, sp.top_k);
+  struct HostLogits {
+    Session& s;
+    bool saved;
+    ~HostLogits() { s.set_host_logits(saved); }
+  } restore{ctx, ctx.host_logits()};
+  if (on_device) ctx.set_host_logits(false);
+
   const auto t0 = std::chrono::steady_clock::now();
   ctx.eval(prompt + common, n_prompt - common, false);
   res.prompt_ms = ms_since(t0);
@@ -149,7 +161,8 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
   auto budget_left = [&] { return opts.max_tokens <= 0 || res.gen_tokens < opts.max_tokens; };
 
   // Hands one token to the caller. Returns false when generation must end (cancel, eos, stop string).
-  auto emit = [&](int32_t id, const float* logits, bool forced) {
+  // logits: host logits of this position (for logprobs), or null; lp: the logprob when the device computed it.
+  auto emit = [&](int32_t id, const float* logits, bool forced, float lp = 0.0f) {
     res.gen_tokens++;
     infer_token_info info{};
     info.id = id;
@@ -172,7 +185,7 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
     const bool is_eos = !forced && !opts.ignore_eos &&
                         std::find(opts.eos_ids.begin(), opts.eos_ids.end(), id) != opts.eos_ids.end();
     if (logits) info.logprob = log_softmax_at(logits, V, id, opts.n_logprobs, top_ids, top_lp);
-    else top_ids.clear(), top_lp.clear();
+    else top_ids.clear(), top_lp.clear(), info.logprob = lp;
     info.n_top = int32_t(top_ids.size());
     info.top_ids = top_ids.data();
     info.top_logprobs = top_lp.data();
@@ -209,10 +222,20 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
       cur = ctx.logits();
       continue;
     }
-    const float* logits = cur;
-    const int32_t id = sampler.sample(logits, V);
+    const float* logits = on_device ? nullptr : cur;
+    float lp = 0.0f;
+    int32_t id = -1;
+    if (on_device) {
+      const double u = sp.temperature > 0 ? sampler.draw_uniform() : 0.0;
+      id = ctx.backend().sample(ctx.device_logits(), V, sp.temperature, sp.top_k, sp.top_p, sp.min_p, u, &lp);
+      if (id < 0 || id >= V)
+        fail(INFER_ERR_INTERNAL, ctx.backend().name() + " backend: device sampling returned token " +
+                                     std::to_string(id));
+    } else {
+      id = sampler.sample(logits, V);
+    }
     sampler.accept(id, false);
-    if (!emit(id, logits, false)) break;
+    if (!emit(id, logits, false, lp)) break;
     if (!budget_left()) break;
     if (spec.n_past() >= ctx.n_ctx()) break;  // the context is full: finish with "length"
     cur = spec.advance(id);

@@ -19,6 +19,9 @@ struct GenerateOptions {
   std::vector<int32_t> eos_ids;
   int32_t thinking_budget = -1;  // < 0: unlimited
   int32_t n_draft = 1;           // tokens drafted per round when the context runs an MTP head (speculative.h)
+  // Sample on the device when the backend can (Backend::can_sample) and nothing needs the host logits (no
+  // penalties, no top-N logprobs, no MTP): the logits then never leave the device. Same tokens either way.
+  bool device_sampling = true;
 };
 
 // The text inserted when the thinking budget runs out (model-spec.md §7.3, the Qwen docs' form, byte for byte).

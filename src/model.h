@@ -36,6 +36,9 @@ struct ForwardState {
   int64_t n_ctx = 0;
   int64_t n_batch = 0;
   int64_t n_past = 0;  // tokens in the cache
+  // Backend memory: the last row of the logits of the latest forward (for sampling on the device). forward()
+  // sets it; a null host `logits` pointer skips the copy to the host.
+  const float* last_logits = nullptr;
   std::vector<float*> buffers;
   std::vector<void*> kv;
 };
@@ -62,7 +65,8 @@ class Transformer {
   virtual std::unique_ptr<ForwardState> new_state(Backend& backend, int64_t n_ctx, int64_t n_batch) const = 0;
   // Runs tokens ids[0..n) (n <= n_batch) at positions st.n_past.. and appends them to the cache. Writes host logits
   // for the last position (logits: [vocab]) or for every position (all_logits: [n, vocab]). The caller checks
-  // capacity and ids. dump, if given, receives every named intermediate (host copies).
+  // capacity and ids. dump, if given, receives every named intermediate (host copies). A null `logits` skips the
+  // copy to the host (st.last_logits still points at the last row in backend memory).
   virtual void forward(ForwardState& st, const int32_t* ids, int64_t n, float* logits, bool all_logits,
                        const DumpFn* dump) const = 0;
   virtual int64_t vocab_size() const { return config.vocab_size; }

@@ -146,7 +146,8 @@ INFER_API int64_t infer_context_mtp_kv_bytes_per_token(const infer_context* ctx)
  * all_logits: keep logits for every one of the n positions (else only the last).
  * INFER_ERR_CONTEXT_FULL if they do not fit; INFER_ERR_INVALID_ARG for an id outside the vocabulary. */
 INFER_API infer_status infer_context_eval(infer_context* ctx, const int32_t* ids, int32_t n, bool all_logits);
-/* Logits of the last eval: rows × vocab floats, row-major; *n_rows is n (all_logits) or 1. */
+/* Logits of the last infer_context_eval: rows × vocab floats, row-major; *n_rows is n (all_logits) or 1. After
+ * infer_generate on a device that samples itself they may stay on the device: then NULL and *n_rows = 0. */
 INFER_API const float* infer_context_logits(const infer_context* ctx, int32_t* n_rows);
 
 /* Evaluates `ids` from an empty cache and writes float32 logits [n, vocab] ("logits") and named

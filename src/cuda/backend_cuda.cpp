@@ -579,10 +579,14 @@ void CudaBackend::issue(const Op& op, bool graph, const int32_t* ids) {
 
 // ------------------------------------------------------------------ sampling
 
-int32_t CudaBackend::sample(const float* logits, int64_t vocab, float temperature, int32_t top_k, float top_p,
-                            float min_p, double u) {
+bool CudaBackend::can_sample(int64_t vocab, float temperature, int32_t top_k) const {
   const int64_t k = top_k > 0 && top_k < vocab ? top_k : vocab;
-  if (temperature > 0.0f && k > sample_max_candidates()) return -1;
+  return temperature <= 0.0f || k <= sample_max_candidates();
+}
+
+int32_t CudaBackend::sample(const float* logits, int64_t vocab, float temperature, int32_t top_k, float top_p,
+                            float min_p, double u, float* logprob) {
+  if (!can_sample(vocab, temperature, top_k)) return -1;
   if (step_active_) finish_step();
   flush_held();
   SampleArgs a;
@@ -592,9 +596,14 @@ int32_t CudaBackend::sample(const float* logits, int64_t vocab, float temperatur
   a.min_p = min_p;
   a.u = u;
   launch_sample(logits, vocab, a, token_dev_, stream_);
-  INFER_CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+  // Slot token_dev_[1] holds the token's logprob (a float in an int32 slot) when it is wanted.
+  float* lp_dev = reinterpret_cast<float*>(token_dev_ + 1);
+  if (logprob) launch_token_logprob(logits, vocab, token_dev_, lp_dev, stream_);
+  INFER_CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, (logprob ? 2 : 1) * sizeof(int32_t),
+                                   cudaMemcpyDeviceToHost, stream_));
   INFER_CUDA_CHECK(cudaStreamSynchronize(stream_));
   check_launch("sample");
+  if (logprob) std::memcpy(logprob, token_host_ + 1, sizeof(float));
   return *token_host_;
 }
 

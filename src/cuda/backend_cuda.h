@@ -105,12 +105,14 @@ class CudaBackend final : public Backend {
               int64_t n) override;
   void add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) override;
 
-  // The next token from device logits (vocab,) as infer::Sampler::sample picks it after its penalties, with
-  // the uniform draw u in [0, 1) (Sampler draws u * mass from its RNG). Returns -1 when the device sampler
-  // cannot take these parameters (top-k off or above sample_max_candidates() with a larger vocabulary):
-  // then copy the logits to the host and use infer::Sampler.
+  // Device sampling (Backend::sample): the next token from device logits (vocab,) as infer::Sampler::sample picks
+  // it after its penalties, with the uniform draw u in [0, 1) (Sampler draws u * mass from its RNG), and its
+  // log-softmax when logprob is given. Returns -1 when the device sampler cannot take these parameters (top-k off
+  // or above sample_max_candidates() with a larger vocabulary): then copy the logits to the host and use
+  // infer::Sampler.
+  bool can_sample(int64_t vocab, float temperature, int32_t top_k) const override;
   int32_t sample(const float* logits, int64_t vocab, float temperature, int32_t top_k, float top_p, float min_p,
-                 double u);
+                 double u, float* logprob = nullptr) override;
   // Index of the largest logit (first on ties), on the device.
   int32_t argmax(const float* logits, int64_t vocab) { return sample(logits, vocab, 0.0f, 0, 1.0f, 0.0f, 0.0); }
 

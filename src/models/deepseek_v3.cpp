@@ -379,7 +379,8 @@ void DeepseekV3::main_forward(ForwardState& base, const int32_t* ids, int64_t T,
   }
   emit_dump(be, dump, "final_norm", normed, rows, H);
   be.matmul(normed, H, lm_head_, st.logits, V_, rows);
-  be.to_host(st.logits, logits, rows * V_);
+  st.last_logits = st.logits + (rows - 1) * V_;
+  if (logits) be.to_host(st.logits, logits, rows * V_);
   st.n_past = pos0 + T;
 }
 

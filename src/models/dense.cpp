@@ -178,7 +178,8 @@ void DenseDecoder::forward(ForwardState& base, const int32_t* ids, int64_t T, fl
   be.rmsnorm(st.x + r0 * H, H, *final_norm_, st.xn, H, rows, H, eps);
   emit("final_norm", st.xn, rows, H);
   be.matmul(st.xn, H, lm_head_, st.logits, V, rows);
-  be.to_host(st.logits, logits, rows * V);
+  st.last_logits = st.logits + (rows - 1) * V;
+  if (logits) be.to_host(st.logits, logits, rows * V);
   st.n_past = pos0 + T;
 }
 
