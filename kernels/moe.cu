@@ -300,6 +300,12 @@ __device__ __forceinline__ float lane_dot(dev_ptr<const W> w, dev_ptr<const floa
 }
 }  // namespace
 
+// An expert matrix from the pointer table (the emulator bounds-checks it; a null entry has no elements).
+template <class W>
+__device__ __forceinline__ dev_ptr<const W> expert_ptr(const void* p, size_t count) {
+  return make_dev_ptr(static_cast<const W*>(p), p ? count : 0);
+}
+
 // h[j, n] = silu(gate_e[n] · x) * (up_e[n] · x), e = ids[j]; grid (ceil(I / kMoeWarps), k), a warp per row n.
 // table: (3 E) pointers: gate of experts 0..E-1, then up, then down.
 template <class W, bool kVec>
@@ -311,8 +317,8 @@ __global__ void __launch_bounds__(kMoeWarps * 32)
   if (n >= I) return;  // warp-uniform
   const int e = ids[j];
   const size_t count = size_t(I) * size_t(H);
-  dev_ptr<const W> g = make_dev_ptr(static_cast<const W*>(table[e]), count) + int64_t(n) * H;
-  dev_ptr<const W> u = make_dev_ptr(static_cast<const W*>(table[E + e]), count) + int64_t(n) * H;
+  dev_ptr<const W> g = expert_ptr<W>(table[e], count) + int64_t(n) * H;
+  dev_ptr<const W> u = expert_ptr<W>(table[E + e], count) + int64_t(n) * H;
   const float gs = warp_reduce_sum(lane_dot<W, kVec>(g, x, H, lane));
   const float us = warp_reduce_sum(lane_dot<W, kVec>(u, x, H, lane));
   if (lane == 0) h[int64_t(j) * I + n] = gs / (1.0f + expf(-gs)) * us;
@@ -336,7 +342,7 @@ __global__ void __launch_bounds__(kMoeWarps * 32)
       if (e > prev && (best < 0 || e < best)) best = e, bj = j;
     }
     prev = best;
-    dev_ptr<const W> d = make_dev_ptr(static_cast<const W*>(table[2 * E + best]), count) + int64_t(n) * I;
+    dev_ptr<const W> d = expert_ptr<W>(table[2 * E + best], count) + int64_t(n) * I;
     const float y = warp_reduce_sum(lane_dot<W, kVec>(d, h + int64_t(bj) * I, I, lane));
     acc = __fadd_rn(acc, __fmul_rn(y, wts[bj]));
   }

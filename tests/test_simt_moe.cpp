@@ -235,7 +235,8 @@ ExpertStore make_experts(int64_t E, int64_t H, int64_t I, DType t, uint32_t seed
   return s;
 }
 
-TEST(SimtMoe, DecodeExpertsMatchCpu) {
+// Batch-1 experts against the CPU backend's moe_experts, reading only the k selected experts' weights.
+TEST(SimtMoe, DecodeExpertsMatchCpuAndReadOnlySelected) {
   struct Case {
     int64_t E, H, I, k;
     DType t;
@@ -253,8 +254,10 @@ TEST(SimtMoe, DecodeExpertsMatchCpu) {
     std::vector<float> want(size_t(c.H)), scratch(size_t(Backend::moe_expert_scratch_floats(1, c.H, c.I)));
     cpu.moe_experts(x.data(), c.H, s.experts.data(), c.E, c.I, ids.data(), w.data(), 1, c.k, want.data(), c.H, c.H,
                     scratch.data());
-    std::vector<const void*> table(size_t(3 * c.E));
-    for (int64_t e = 0; e < c.E; ++e) {
+    // Only the selected experts' entries are set: reading any other expert's weights would dereference null
+    // (a fatal out-of-bounds report in the emulator), so this also checks that decode touches k experts only.
+    std::vector<const void*> table(size_t(3 * c.E), nullptr);
+    for (int64_t e : ids) {
       table[size_t(e)] = s.experts[size_t(e)].gate.data;
       table[size_t(c.E + e)] = s.experts[size_t(e)].up.data;
       table[size_t(2 * c.E + e)] = s.experts[size_t(e)].down.data;
@@ -268,6 +271,15 @@ TEST(SimtMoe, DecodeExpertsMatchCpu) {
       EXPECT_CLEAN(cap);
       for (int64_t i = 0; i < c.H; ++i) EXPECT_NEAR(out[size_t(i)], want[size_t(i)], 1e-5 + 1e-5 * std::fabs(want[size_t(i)]));
     });
+    // The check can fail: with a selected expert's down projection missing from the table, the read is reported.
+    std::vector<const void*> broken = table;
+    broken[size_t(2 * c.E + ids[0])] = nullptr;
+    simt::Capture cap;
+    std::vector<float> h(size_t(c.k * c.I)), out(size_t(c.H));
+    MoeDecodeArgs a{broken.data(), c.t == DType::BF16 ? KType::kBF16 : KType::kF32, c.E, c.H, c.I, c.k, ids.data(),
+                    w.data(), x.data(), h.data(), out.data()};
+    launch_moe_decode(a, nullptr);
+    EXPECT_TRUE(cap.has(simt::DiagKind::kOutOfBounds)) << cap.summary();
   }
 }
 

@@ -802,8 +802,8 @@ void CudaBackend::mla_attention_block(const float* q, int64_t ldq, const float* 
                                       int64_t ldkr, int64_t j0, int64_t nj, float* m, float* l, float* out,
                                       int64_t ldo, int64_t T, int64_t pos0, int64_t nh, int64_t dn, int64_t dr,
                                       int64_t dv, float scale, bool first, bool last) {
-  if (nj > 12 * 1024)
-    fail(INFER_ERR_UNSUPPORTED, "CUDA backend: MLA key blocks of " + std::to_string(nj) + " keys (at most 12288)");
+  if (nj > 8192)  // the block's scores live in shared memory
+    fail(INFER_ERR_UNSUPPORTED, "CUDA backend: MLA key blocks of " + std::to_string(nj) + " keys (at most 8192)");
   Op op{MlaBlockOp{q, ldq, kvb, ldkvb, kr, ldkr, j0, nj, m, l, out, ldo, T, nh, dn, dr, dv, scale, first, last}};
   op.pos0 = pos0;
   submit(op);
