@@ -245,14 +245,21 @@ std::unique_ptr<CudaBackend> cuda_fp32(bool graphs = true) {
 
 models::DeepseekV3& ds(Transformer& m) { return dynamic_cast<models::DeepseekV3&>(m); }
 
-// Prompt logits with each MLA form (naive in 5-key blocks, absorbed in 7-row steps) match HF within 1e-4.
+// Prompt logits with each MLA form (naive in 5-key blocks, absorbed in 7-row steps) match HF within 1e-4: each form
+// on one fixture (the emulator's time; the decode test below runs both fixtures through the absorbed form).
 TEST(SimtMlaModel, DeepseekPrefillMatchesHF) {
-  for (const char* name : {"dsv3_qlora_yarn", "dsv3_v2lite"}) {
+  struct Case {
+    const char* name;
+    models::MlaMode mode;
+  };
+  for (const Case& c : {Case{"dsv3_qlora_yarn", models::MlaMode::Naive}, Case{"dsv3_v2lite", models::MlaMode::Absorbed}}) {
+    const char* name = c.name;
     auto m = Transformer::load(model_dir(name), LoadOptions{}, false);
     auto ref = SafeTensors::open_file(model_dir(name) + "/reference.safetensors");
     const auto ids = read_vec<int32_t>(*ref, "prompt_ids");
     const auto want = read_vec<float>(*ref, "logits");
-    for (models::MlaMode mode : {models::MlaMode::Naive, models::MlaMode::Absorbed}) {
+    {
+      const models::MlaMode mode = c.mode;
       const bool naive = mode == models::MlaMode::Naive;
       SCOPED_TRACE(std::string(name) + (naive ? " naive" : " absorbed"));
       ds(*m).mla_mode = mode;
@@ -308,7 +315,7 @@ TEST(SimtMlaModel, MtpSpeculativeGreedyEqualsPlain) {
   {
     Session gpu(*m, 64, cuda_fp32(), 64);
     std::vector<float> got(static_cast<size_t>(V));
-    for (int64_t i = 0; i < 6; ++i) {
+    for (int64_t i = 0; i < 4; ++i) {
       gpu.eval(&ids[size_t(i)], 1, false);
       int32_t d = -1;
       ASSERT_EQ(gpu.draft(next[size_t(i)], 1, &d, got.data()), 1);
@@ -317,7 +324,7 @@ TEST(SimtMlaModel, MtpSpeculativeGreedyEqualsPlain) {
   }
   const auto gp = read_vec<int32_t>(*ref, "greedy_prompt");
   const auto hf = read_vec<int32_t>(*ref, "greedy_tokens");
-  const int n = 16;
+  const int n = 12;
   const std::vector<int32_t> hf_n(hf.begin(), hf.begin() + n);
   infer_sampler_params p{};
   p.temperature = 0;
