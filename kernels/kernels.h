@@ -234,5 +234,40 @@ struct MlaBlockArgs {
 };
 void launch_mla_attention_block(const MlaBlockArgs& a, cudaStream_t stream);
 
+// ---- FP8 block-scaled matmul (fp8_gemm.cu; docs/kernels.md "FP8 block-scaled GEMM")
+
+// An FP8 (e4m3) weight on the device with its 128x128 block scales (weight_scale_inv) as fp32.
+struct Fp8Weight {
+  const uint8_t* w;    // (N, ldw) e4m3 row-major; ldw = round_up(K, 16), columns K..ldw-1 zero
+  int64_t ldw;
+  const float* scale;  // (fp8_scale_rows(N, row0), fp8_scale_cols(K)) fp32; row n uses scale row (row0 + n) / 128
+  int64_t row0;        // 0..127: offset of row 0 inside its scale block (a view of a larger matrix), else 0
+  int64_t N, K;
+};
+inline int64_t fp8_scale_cols(int64_t K) { return (K + 127) / 128; }
+inline int64_t fp8_scale_rows(int64_t N, int64_t row0) { return (row0 + N + 127) / 128; }
+inline int64_t fp8_padded_k(int64_t K) { return (K + 15) / 16 * 16; }
+
+// Which tensor-core instruction the w8a8 GEMM uses: kFp8 mma.m16n8k32 e4m3 (sm_89, sm_90, sm_120), kBf16 tiles
+// dequantised to bf16 in shared memory and mma.m16n8k16 bf16 (sm_80, sm_86). Same result up to fp32 summation order.
+enum class Fp8MmaPath : int { kBf16 = 0, kFp8 = 1 };
+
+// DeepSeek act_quant per token per 128 channels: s[m, kb] = amax / 448 over x[m, kb*128 .. +128) (0 for an
+// all-zero block), q[m, k] = e4m3(x[m, k] / s) (round to nearest even, saturating). x (M, ldx) fp32; q (M, ldq)
+// e4m3 with ldq a multiple of 16 >= K (columns K..ldq-1 written as zero); s (M, fp8_scale_cols(K)) fp32.
+void launch_fp8_act_quant(const float* x, int64_t ldx, int64_t M, int64_t K, uint8_t* q, int64_t ldq, float* s,
+                          cudaStream_t stream);
+// w8a8 GEMM: y[m, n] = sum_kb as[m, kb] * scale[(row0 + n) / 128, kb] * sum_{k in block kb} aq[m, k] * w[n, k],
+// fp32 accumulation, scales applied per 128-wide K block. aq (M, lda) e4m3 and as (M, KB) from
+// launch_fp8_act_quant (lda a multiple of 16, 16-byte aligned); y (M, ldy) fp32.
+void launch_fp8_gemm(const uint8_t* aq, int64_t lda, const float* as, int64_t M, const Fp8Weight& w, float* y,
+                     int64_t ldy, Fp8MmaPath path, cudaStream_t stream);
+// Decode (T = 1) w8a16: y[n] = sum_k w[n, k] * scale[(row0 + n) / 128, k / 128] * x[k], x (K,) fp32, each weight byte
+// read once with 16-byte loads.
+void launch_fp8_gemv(const Fp8Weight& w, const float* x, float* y, cudaStream_t stream);
+// The PTX architecture (e.g. 80, 89, 90, 120) of the fp8-mma GEMM image the current device runs: Fp8MmaPath::kFp8
+// needs >= 89. 0: no image for this device; -1: the SIMT emulator (every path runs).
+int fp8_mma_kernel_arch();
+
 }  // namespace INFER_CUDA_NS
 }  // namespace infer

@@ -32,7 +32,7 @@ constexpr float kLogitTol = 1e-4f;
 
 const char* kModels[] = {"qwen3_tied_gqa2", "qwen3_untied_gqa1", "qwen3_gqa4_hd", "qwen3_yarn", "llama_rope3", "qwen2_bias",
                           "qwen3_moe_top2", "qwen3_moe_sparse", "dsv3_qlora_yarn", "dsv3_v2lite",
-                          "dsv3_fp8", "qwen3_moe_fp8", "dsv3_mtp"};
+                          "dsv3_fp8", "qwen3_moe_fp8", "dsv3_mtp", "qwen3_fp8"};
 
 struct Fixture {
   std::unique_ptr<Transformer> model;

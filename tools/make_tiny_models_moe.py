@@ -53,6 +53,8 @@ from transformers import (  # noqa: E402
     LlamaForCausalLM,
     Qwen2Config,
     Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
     Qwen3MoeConfig,
     Qwen3MoeForCausalLM,
 )
@@ -65,6 +67,7 @@ TESTS_DIR = base.TESTS_DIR
 ARCHS = {
     "llama": (LlamaConfig, LlamaForCausalLM),
     "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+    "qwen3": (Qwen3Config, Qwen3ForCausalLM),
     "qwen3_moe": (Qwen3MoeConfig, Qwen3MoeForCausalLM),
     "deepseek_v3": (DeepseekV3Config, DeepseekV3ForCausalLM),
 }
@@ -168,6 +171,16 @@ FIXTURES = {
                    num_experts=8, num_experts_per_tok=2, norm_topk_prob=True, decoder_sparse_step=1,
                    mlp_only_layers=[], tie_word_embeddings=False, max_position_embeddings=256,
                    rope_theta=1_000_000.0, use_sliding_window=False),
+    ),
+    # FP8 dense Qwen3 (the Qwen3-8B/14B-FP8 layout: BF16 scales, every projection quantised; embedding, lm_head
+    # and norms bf16), for the CUDA w8a8 GEMM end to end. hidden 192 = 1.5 column blocks, k/v 64 rows (a partial
+    # row block), intermediate 320 = 2.5 blocks: every matmul has partial edge blocks in N or K.
+    "qwen3_fp8": dict(
+        arch="qwen3", fp8={"scale_dtype": "bfloat16"},
+        shape=dict(vocab_size=256, hidden_size=192, num_hidden_layers=2, num_attention_heads=6,
+                   num_key_value_heads=2, head_dim=32, intermediate_size=320, tie_word_embeddings=False,
+                   max_position_embeddings=256, rope_theta=1_000_000.0, attention_bias=False,
+                   use_sliding_window=False),
     ),
     # DeepSeek-V3 with an MTP module (num_nextn_predict_layers 1, tensors model.layers.1.*) whose block is a copy of
     # the only main layer, so its drafts are often the main model's next choice (make_mtp_tensors). The seed search

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "cpu/ops_fp8.h"
 #include "cuda/cuda_api.h"
 #include "kernels/kernels.h"
 
@@ -48,6 +49,7 @@ KType ktype(DType t) {
 enum Slot {
   kSlotXBf16, kSlotIds, kSlotPartial,
   kSlotMoeH, kSlotMoePerm, kSlotMoeX, kSlotMoeY, kSlotMoeG, kSlotMoeU, kSlotMlaPartial,  // MoE / MLA
+  kSlotFp8Act, kSlotFp8Scale,  // FP8 GEMM
   kSlotCount
 };
 
@@ -90,6 +92,13 @@ CudaOptions CudaOptions::from_env(int device) {
   if (const char* g = std::getenv("INFER_CUDA_GRAPHS")) o.graphs = std::string(g) != "0";
   if (const char* p = std::getenv("INFER_CUDA_PRECISION"))
     o.precision = std::string(p) == "fp32" ? CudaPrecision::kFp32 : CudaPrecision::kFast;
+  if (const char* f = std::getenv("INFER_CUDA_FP8_MMA")) {
+    const std::string v = f;
+    if (v == "fp8") o.fp8_mma = CudaFp8Mma::kFp8;
+    else if (v == "bf16") o.fp8_mma = CudaFp8Mma::kBf16;
+    else if (v == "auto" || v.empty()) o.fp8_mma = CudaFp8Mma::kAuto;
+    else fail(INFER_ERR_INVALID_ARG, "INFER_CUDA_FP8_MMA='" + v + "': expected auto, fp8 or bf16");
+  }
   return o;
 }
 
@@ -125,6 +134,17 @@ CudaBackend::CudaBackend(const CudaOptions& opts) : opts_(opts) {
                                     "; rebuild with CMAKE_CUDA_ARCHITECTURES including " + std::to_string(major) +
                                     std::to_string(minor));
   init_mla_kernels();
+  {  // FP8 GEMM path: e4m3 mma needs compute capability 8.9 and a kernel image compiled for it
+    const int cc = major * 10 + minor, image = fp8_mma_kernel_arch();
+    const bool capable = cc >= 89 && (image < 0 || image >= 89);
+    if (opts.fp8_mma == CudaFp8Mma::kFp8 && !capable)
+      fail(INFER_ERR_UNSUPPORTED, "CUDA: FP8 tensor-core GEMM requested but " + which +
+                                      (cc < 89 ? " has no FP8 mma (needs compute capability 8.9)"
+                                               : " runs a kernel image built for sm_" + std::to_string(image) +
+                                                     " (rebuild with CMAKE_CUDA_ARCHITECTURES including " +
+                                                     std::to_string(cc) + ")"));
+    fp8_mma_ = opts.fp8_mma == CudaFp8Mma::kFp8 || (opts.fp8_mma == CudaFp8Mma::kAuto && capable);
+  }
   scratch_.resize(kSlotCount);
   try {
     cudaStream_t s = nullptr;
@@ -158,6 +178,10 @@ CudaBackend::~CudaBackend() {
   graphs_.clear();
   for (auto* m : {&weights_, &weights_f32_, &ropes_, &moe_tables_})
     for (auto& [host, w] : *m) cudaFree(w.ptr);
+  for (auto& [key, w] : fp8_weights_) {
+    cudaFree(w.w);
+    cudaFree(w.scale);
+  }
   for (Weight& w : scratch_) cudaFree(w.ptr);
   for (void* p : allocations_) cudaFree(p);
   cudaFree(step_dev_);
@@ -329,8 +353,17 @@ void CudaBackend::add_rmsnorm(float* x, int64_t ldx, const float* y, int64_t ldy
 }
 
 void CudaBackend::matmul(const float* x, int64_t ldx, const cpu::Matrix& w, float* y, int64_t ldy, int64_t T) {
+  if (w.dtype == DType::F8_E4M3) {
+    if (!w.scale || w.block != 128 || w.scale_cols != fp8_scale_cols(w.cols))
+      fail(INFER_ERR_UNSUPPORTED, "CUDA backend: FP8 matmul needs 128x128 block scales (block " +
+                                      std::to_string(w.block) + ", " + std::to_string(w.scale_cols) + " scale columns for " +
+                                      std::to_string(w.cols) + " columns)");
+    submit(Op{Fp8MatmulOp{x, ldx, w.data, w.scale, w.scale_dtype, w.scale_row0, w.scale_cols, w.rows, w.cols, y, ldy, T}});
+    return;
+  }
   if (w.dtype != DType::BF16 && w.dtype != DType::F32)
-    fail(INFER_ERR_UNSUPPORTED, std::string("CUDA backend: matmul weights must be bf16 or f32, not ") + dtype_name(w.dtype));
+    fail(INFER_ERR_UNSUPPORTED, std::string("CUDA backend: matmul weights must be bf16, f32 or FP8 e4m3, not ") +
+                                    dtype_name(w.dtype));
   submit(Op{MatmulOp{x, ldx, w.data, w.dtype, w.rows, w.cols, y, ldy, T}});
 }
 
@@ -515,6 +548,12 @@ void CudaBackend::prepare(const std::vector<Op>& ops) {
       rope_table(*o->rope);
     } else if (const auto* o = std::get_if<MlaAttentionOp>(&op.args)) {
       if (o->splits > 1) scratch(kSlotMlaPartial, size_t(o->T * o->nh * o->splits * (o->r + 2)) * sizeof(float));
+    } else if (const auto* o = std::get_if<Fp8MatmulOp>(&op.args)) {
+      fp8_weight(*o);
+      if (o->T > 1) {
+        scratch(kSlotFp8Act, size_t(o->T * fp8_padded_k(o->cols)));
+        scratch(kSlotFp8Scale, size_t(o->T * fp8_scale_cols(o->cols)) * sizeof(float));
+      }
     }
   }
 }
@@ -604,12 +643,72 @@ void CudaBackend::issue(const Op& op, bool graph, const int32_t* ids) {
     launch_swiglu(o->g, o->ldg, o->u, o->ldu, o->y, o->ldy, o->T, o->n, s);
   } else if (const auto* o = std::get_if<AddOp>(&op.args)) {
     launch_add(o->x, o->ldx, o->y, o->ldy, o->T, o->n, s);
+  } else if (const auto* o = std::get_if<Fp8MatmulOp>(&op.args)) {
+    const Fp8Weight w = fp8_weight(*o);
+    if (o->T == 1) {
+      launch_fp8_gemv(w, o->x, o->y, s);
+      ++stats_.fp8_gemv_calls;
+    } else {
+      // w8a8: x quantised per token per 128 channels (DeepSeek act_quant), then the block-scaled GEMM
+      const int64_t lda = fp8_padded_k(o->cols);
+      auto* q = static_cast<uint8_t*>(scratch(kSlotFp8Act, size_t(o->T * lda)));
+      auto* sa = static_cast<float*>(scratch(kSlotFp8Scale, size_t(o->T * fp8_scale_cols(o->cols)) * sizeof(float)));
+      launch_fp8_act_quant(o->x, o->ldx, o->T, o->cols, q, lda, sa, s);
+      launch_fp8_gemm(q, lda, sa, o->T, w, o->y, o->ldy, fp8_mma_ ? Fp8MmaPath::kFp8 : Fp8MmaPath::kBf16, s);
+      ++stats_.fp8_gemm_calls;
+    }
   } else {
     issue_moe_mla(op, graph);
   }
 #if !defined(NDEBUG)
   check_launch("kernel launch");
 #endif
+}
+
+// ------------------------------------------------------------------ FP8 weights
+
+Fp8Weight CudaBackend::fp8_weight(const Fp8MatmulOp& o) {
+  const int64_t row0 = o.scale_row0 % 128, rb0 = o.scale_row0 / 128;
+  const auto key = std::make_tuple(o.w, o.scale, o.scale_row0, o.rows, o.cols);
+  auto it = fp8_weights_.find(key);
+  if (it == fp8_weights_.end()) {
+    // Rows padded to a multiple of 16 bytes (zeros) so that every row is 16-byte aligned for the kernels' loads;
+    // the scale rows the matrix uses, widened to fp32 (bf16/f16 -> f32 is exact).
+    Fp8Device d;
+    d.ldw = fp8_padded_k(o.cols);
+    const size_t wbytes = size_t(o.rows * d.ldw);
+    std::vector<uint8_t> padded;
+    const void* src = o.w;
+    if (d.ldw != o.cols) {
+      padded.assign(wbytes, 0);
+      for (int64_t r = 0; r < o.rows; ++r)
+        std::memcpy(padded.data() + r * d.ldw, static_cast<const uint8_t*>(o.w) + r * o.cols, size_t(o.cols));
+      src = padded.data();
+    }
+    cpu::Matrix m;
+    m.dtype = DType::F8_E4M3;
+    m.scale = o.scale;
+    m.scale_dtype = o.scale_dtype;
+    m.scale_cols = o.scale_cols;
+    const int64_t srows = fp8_scale_rows(o.rows, row0);
+    std::vector<float> sc(size_t(srows * o.scale_cols));
+    for (int64_t r = 0; r < srows; ++r)
+      for (int64_t c = 0; c < o.scale_cols; ++c) sc[size_t(r * o.scale_cols + c)] = cpu::fp8_block_scale(m, rb0 + r, c);
+    INFER_CUDA_CHECK(cudaMalloc(&d.w, wbytes));
+    try {
+      INFER_CUDA_CHECK(cudaMalloc(&d.scale, sc.size() * sizeof(float)));
+    } catch (...) {
+      cudaFree(d.w);
+      throw;
+    }
+    fp8_weights_.emplace(key, d);  // owned from here (freed by the destructor)
+    INFER_CUDA_CHECK(cudaMemcpy(d.w, src, wbytes, cudaMemcpyHostToDevice));
+    INFER_CUDA_CHECK(cudaMemcpy(d.scale, sc.data(), sc.size() * sizeof(float), cudaMemcpyHostToDevice));
+    stats_.weight_bytes += int64_t(wbytes + sc.size() * sizeof(float));
+    it = fp8_weights_.find(key);
+  }
+  const Fp8Device& d = it->second;
+  return Fp8Weight{static_cast<const uint8_t*>(d.w), d.ldw, static_cast<const float*>(d.scale), row0, o.rows, o.cols};
 }
 
 // ------------------------------------------------------------------ sampling

@@ -20,8 +20,10 @@
 // for tests); the inline namespace makes both infer::CudaBackend.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <variant>
 #include <vector>
@@ -50,11 +52,19 @@ enum class CudaPrecision {
   kFp32,  // prefill activations exact: 3 bf16-part GEMMs, fp32 CUDA-core attention: logits within ~1e-5
 };
 
+// FP8 block-scaled weights (docs/kernels.md "FP8 block-scaled GEMM"): which tensor-core path the w8a8 GEMM takes.
+enum class CudaFp8Mma {
+  kAuto,  // e4m3 mma on compute capability >= 8.9 (when the kernel image has it), else bf16
+  kFp8,   // mma.m16n8k32 e4m3 (sm_89, sm_90, sm_120): construction fails on an older GPU
+  kBf16,  // tiles dequantised to bf16 in shared memory, mma.m16n8k16 bf16 (the sm_80/86 path; any GPU)
+};
+
 struct CudaOptions {
   int device = 0;
   bool graphs = true;  // capture and replay decode steps
   CudaPrecision precision = CudaPrecision::kFast;
-  // Defaults overridden by INFER_CUDA_GRAPHS=0|1 and INFER_CUDA_PRECISION=fast|fp32.
+  CudaFp8Mma fp8_mma = CudaFp8Mma::kAuto;
+  // Defaults overridden by INFER_CUDA_GRAPHS=0|1, INFER_CUDA_PRECISION=fast|fp32 and INFER_CUDA_FP8_MMA=auto|fp8|bf16.
   static CudaOptions from_env(int device);
 };
 
@@ -66,7 +76,11 @@ struct CudaStats {
   int64_t graph_replays = 0;  // decode steps run as a graph launch
   int64_t gemm_calls = 0;     // cuBLAS GEMMs
   int64_t weight_bytes = 0;   // uploaded weights
+  int64_t fp8_gemm_calls = 0; // FP8 weights: w8a8 GEMMs (T > 1)
+  int64_t fp8_gemv_calls = 0; // FP8 weights: decode GEMVs (T == 1)
 };
+
+struct Fp8Weight;  // kernels/kernels.h
 
 class CudaBackend final : public Backend {
  public:
@@ -81,6 +95,8 @@ class CudaBackend final : public Backend {
   const std::string& device_name() const { return device_name_; }
   const CudaOptions& options() const { return opts_; }
   const CudaStats& stats() const { return stats_; }
+  // True when FP8 matmuls with T > 1 use the e4m3 tensor-core path, false for the bf16 (sm_80/86) path.
+  bool fp8_mma() const { return fp8_mma_; }
 
   float* alloc(int64_t n_floats) override;
   void release(float* p) override;
@@ -174,6 +190,19 @@ class CudaBackend final : public Backend {
     float* y;
     int64_t ldy, T;
     bool operator==(const MatmulOp&) const = default;
+  };
+  // FP8 (e4m3) weight with 128x128 block scales: T == 1 runs the decode GEMV (w8a16), T > 1 quantises x per token
+  // per 128 channels and runs the w8a8 GEMM.
+  struct Fp8MatmulOp {
+    const float* x;
+    int64_t ldx;
+    const void* w;      // host e4m3 (rows, cols)
+    const void* scale;  // host weight_scale_inv grid, scale_dtype; row n uses scale row (scale_row0 + n) / 128
+    DType scale_dtype;
+    int64_t scale_row0, scale_cols, rows, cols;
+    float* y;
+    int64_t ldy, T;
+    bool operator==(const Fp8MatmulOp&) const = default;
   };
   struct AddBiasOp {
     float* y;
@@ -300,7 +329,8 @@ class CudaBackend final : public Backend {
     bool operator==(const MlaBlockOp&) const = default;
   };
   using OpArgs = std::variant<EmbedOp, RmsnormOp, MatmulOp, AddBiasOp, RopeOp, KvWriteOp, AttentionOp, SwigluOp, AddOp,
-                              MoeRouteOp, MoeDecodeOp, RopeStridedOp, KvReadOp, MlaAbsorbOp, MlaAttentionOp, MlaBlockOp>;
+                              MoeRouteOp, MoeDecodeOp, RopeStridedOp, KvReadOp, MlaAbsorbOp, MlaAttentionOp, MlaBlockOp,
+                              Fp8MatmulOp>;
   struct Op {
     OpArgs args;        // what the op computes on: the graph key
     int64_t pos0 = 0;   // per step (not part of the key)
@@ -337,6 +367,7 @@ class CudaBackend final : public Backend {
   void moe_experts_grouped(const float* x, int64_t ldx, const MoeExpert* experts, int64_t E, int64_t I,
                            const int32_t* ids, const float* weights, int64_t T, int64_t k, float* out, int64_t ldo,
                            int64_t H);
+  Fp8Weight fp8_weight(const Fp8MatmulOp& o);  // uploaded once: rows padded to 16 bytes, scales as fp32
 
   CudaOptions opts_;
   std::string device_name_;
@@ -363,6 +394,14 @@ class CudaBackend final : public Backend {
   std::vector<std::vector<Op>> candidates_;
   std::vector<Op> held_;       // eager mode: an add waiting for a following rmsnorm to fuse with (0 or 1)
   CudaStats stats_;
+  // ---- FP8 weights (fp8_gemm.cu)
+  struct Fp8Device {
+    void* w = nullptr;      // (rows, ldw) e4m3
+    void* scale = nullptr;  // fp32 scale rows covering the matrix
+    int64_t ldw = 0;
+  };
+  std::map<std::tuple<const void*, const void*, int64_t, int64_t, int64_t>, Fp8Device> fp8_weights_;  // (w, scale, row0, rows, cols)
+  bool fp8_mma_ = false;
 };
 
 }  // namespace INFER_CUDA_NS
