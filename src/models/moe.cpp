@@ -95,9 +95,8 @@ void moe_forward(Backend& be, const Router& r, const MoeWeights& w, const float*
   const int64_t I = std::max(w.expert_width, w.has_shared ? w.shared_width : 0);
   float* logits = scratch;       // (T, E)
   float* xg = logits + T * E;    // (n_e, H) rows routed to one expert
-  float* g = xg + T * H;         // (n_e, I)
-  float* u = g + T * I;          // (n_e, I)
-  float* y = u + T * I;          // (n_e, H)
+  float* g = xg + T * H;         // (n_e, 2I) gate ‖ up
+  float* y = g + 2 * T * I;      // (n_e, H); g: (n_e, 2I) gate ‖ up
 
   // Router GEMM (fp32 activations × bf16 weights, fp32 accumulation), then routing on the host.
   be.matmul(xn, ldx, w.router, logits, E, T);
@@ -138,18 +137,16 @@ void moe_forward(Backend& be, const Router& r, const MoeWeights& w, const float*
     if (n == 0) continue;
     const ExpertWeights& x = w.experts[size_t(e)];
     be.gather_rows(xn, ldx, rows.data() + b, n, xg, H, H);
-    be.matmul(xg, H, x.gate, g, Ie, n);
-    be.matmul(xg, H, x.up, u, Ie, n);
-    be.swiglu(g, Ie, u, Ie, g, Ie, n, Ie);
-    be.matmul(g, Ie, x.down, y, H, n);
+    be.matmul_concat(xg, H, {&x.gate, &x.up}, g, 2 * Ie, n);  // gate ‖ up (g and u are contiguous: n·2Ie fits)
+    be.swiglu(g, 2 * Ie, g + Ie, 2 * Ie, g, 2 * Ie, n, Ie);
+    be.matmul(g, 2 * Ie, x.down, y, H, n);
     be.scatter_add_rows(out, ldo, y, H, rows.data() + b, rw.data() + b, n, H);
   }
   if (w.has_shared) {
     const int64_t Is = w.shared_width;
-    be.matmul(xn, ldx, w.shared.gate, g, Is, T);
-    be.matmul(xn, ldx, w.shared.up, u, Is, T);
-    be.swiglu(g, Is, u, Is, g, Is, T, Is);
-    be.matmul(g, Is, w.shared.down, y, H, T);
+    be.matmul_concat(xn, ldx, {&w.shared.gate, &w.shared.up}, g, 2 * Is, T);
+    be.swiglu(g, 2 * Is, g + Is, 2 * Is, g, 2 * Is, T, Is);
+    be.matmul(g, 2 * Is, w.shared.down, y, H, T);
     emit_dump(be, dump, pfx + "shared_out", y, T, H);
     be.add(out, ldo, y, H, T, H);
   }
