@@ -184,7 +184,7 @@ constexpr PvFn kPv[5][5] = {
 };
 
 // AVX-512 path for d = 16·NC: per key block, the scores of every query vector (each key row loaded once for all
-// of them), an online-softmax update, then P·V with the value rows loaded once per two query vectors.
+// of them, or through a transposed block for 8+ vectors), an online-softmax update, then P·V in 4 × 4 register tiles.
 template <int NC>
 T512 void item_512(const ItemArgs& a, float* S, float* O) {
   constexpr int64_t d = 16 * NC;

@@ -3,8 +3,8 @@
 // Flash style: for a work item of up to 16 query vectors that share a KV head (rows × the heads of one group), keys
 // are processed in blocks of 32 — scores of every query vector against the block (with 8 or more query vectors the
 // block is transposed in registers once and each query element multiplies 32 keys per two FMAs; with fewer, as
-// during decode, one dot product per key row read once for all of them), an online-softmax update (running max and sum, the output rescaled), then P·V (each value row read once
-// per two query vectors). Memory: O(block) per thread whatever the context length; every key and value row of a
+// during decode, one dot product per key row read once for all of them), an online-softmax update (running max and
+// sum, the output rescaled), then P·V in register tiles of 4 query vectors × 64 values. Memory: O(block) per thread whatever the context length; every key and value row of a
 // head is read once per work item, not once per query vector. Items are handed out dynamically (longest first), so
 // causal prefill keeps every thread busy; each output is computed by one thread in a fixed order (results do not
 // depend on the thread count). AVX-512 for head_dim a multiple of 16 up to 128, scalar otherwise.
