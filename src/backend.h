@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common.h"
 #include "cpu/ops.h"
@@ -70,6 +71,20 @@ class Backend {
                        float eps) = 0;
   // y[t, n] = sum_k x[t, k] W[n, k].
   virtual void matmul(const float* x, int64_t ldx, const cpu::Matrix& w, float* y, int64_t ldy, int64_t T) = 0;
+  // The matrices' outputs side by side as one matmul (q/k/v, gate/up): y[t, off_i + n] = sum_k x[t, k] W_i[n, k],
+  // off_i = the rows of the matrices before W_i (all have x's width). A backend may run it as one fused pass; by
+  // default, one matmul per matrix.
+  virtual void matmul_concat(const float* x, int64_t ldx, const std::vector<const cpu::Matrix*>& ws, float* y,
+                             int64_t ldy, int64_t T) {
+    int64_t off = 0;
+    for (const cpu::Matrix* w : ws) {
+      matmul(x, ldx, *w, y + off, ldy, T);
+      off += w->rows;
+    }
+  }
+  // Called once per weight group (as later passed to matmul / matmul_concat) when a model's state is created, so a
+  // backend can lay the weights out for its kernels before the first step rather than during it. Default: nothing.
+  virtual void prepare_matmul(const std::vector<const cpu::Matrix*>& ws) {}
   // y[t, :] += bias (bf16/f32 vector of y's width).
   virtual void add_bias(float* y, int64_t ldy, const TensorInfo& bias, int64_t T) = 0;
   // For each row t (position pos0 + t) and head h of x[t, h*d : (h+1)*d]: optional per-head RMSNorm with weight

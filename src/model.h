@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "cpu/gemm.h"
 #include "cpu/ops.h"
 #include "hf_config.h"
 #include "safetensors.h"
@@ -73,6 +74,8 @@ class Transformer {
   virtual int64_t kv_bytes_per_token() const = 0;
   virtual int64_t n_params() const;
   virtual int64_t weight_bytes() const;
+  // Weight bytes one decode step reads (infer_model_weight_bytes_per_token). Default: all of them.
+  virtual int64_t weight_bytes_per_token() const { return weight_bytes(); }
   virtual std::string describe() const;
 
   // ---- Multi-token prediction: a draft head (DeepSeek-V3's MTP module, model-spec.md §5) that proposes the token
@@ -102,6 +105,8 @@ class Transformer {
   const TensorInfo& vector(const std::string& name, int64_t n, const std::string& fields);
   // Storage for weights converted at load (f16 → f32); kept alive with the model.
   std::vector<std::vector<float>> converted_;
+  // Per bf16 weight: where the CPU backend keeps its packed form (cpu::Matrix::pack).
+  std::vector<std::unique_ptr<cpu::PackCache>> packs_;
   int64_t fp8_block_ = 0;  // quantization_config's FP8 scale block side, read at the first FP8 weight
 };
 

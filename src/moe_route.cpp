@@ -103,8 +103,7 @@ void Backend::moe_experts(const float* x, int64_t ldx, const MoeExpert* experts,
   const int64_t E = n_experts;
   float* xg = scratch;   // (n_e, H) rows routed to one expert
   float* g = xg + T * H; // (n_e, I)
-  float* u = g + T * I;  // (n_e, I)
-  float* y = u + T * I;  // (n_e, H)
+  float* y = g + 2 * T * I;  // (n_e, H); g: (n_e, 2I) gate ‖ up
   std::vector<int32_t> ids(static_cast<size_t>(T * k));
   std::vector<float> wts(static_cast<size_t>(T * k));
   to_host(reinterpret_cast<const float*>(ids_dev), reinterpret_cast<float*>(ids.data()), T * k);
@@ -137,10 +136,9 @@ void Backend::moe_experts(const float* x, int64_t ldx, const MoeExpert* experts,
     if (n == 0) continue;
     const MoeExpert& x_e = experts[size_t(e)];
     gather_rows(x, ldx, rows.data() + b, n, xg, H, H);
-    matmul(xg, H, x_e.gate, g, I, n);
-    matmul(xg, H, x_e.up, u, I, n);
-    swiglu(g, I, u, I, g, I, n, I);
-    matmul(g, I, x_e.down, y, H, n);
+    matmul_concat(xg, H, {&x_e.gate, &x_e.up}, g, 2 * I, n);  // gate ‖ up (g and u are contiguous: n·2I fits)
+    swiglu(g, 2 * I, g + I, 2 * I, g, 2 * I, n, I);
+    matmul(g, 2 * I, x_e.down, y, H, n);
     scatter_add_rows(out, ldo, y, H, rows.data() + b, rw.data() + b, n, H);
   }
 }

@@ -268,6 +268,16 @@ TEST(Cli, BenchJsonHasLlamaBenchFields) {
   EXPECT_EQ(j[0]["n_prompt"], 8);
   EXPECT_EQ(j[2]["n_gen"], 4);
   EXPECT_EQ(j[3]["n_threads"], 2);
+  // --mem-bw: the measured bandwidth and the decode roofline (bandwidth / weight bytes read per token) on tg records.
+  CmdResult bw = run_stdout("bench -m " + tiny() + " -p 0 -n 2 -r 1 -t 1 --mem-bw -o json");
+  ASSERT_EQ(bw.code, 0) << bw.out;
+  auto jb = nlohmann::json::parse(bw.out);
+  ASSERT_EQ(jb.size(), 1u);
+  EXPECT_GT(jb[0]["mem_read_gbps"].get<double>(), 0.1);
+  EXPECT_GT(jb[0]["weight_bytes_per_token"].get<int64_t>(), 0);
+  EXPECT_LE(jb[0]["weight_bytes_per_token"].get<int64_t>(), jb[0]["model_size"].get<int64_t>());
+  EXPECT_NEAR(jb[0]["roofline_ts"].get<double>(),
+              jb[0]["mem_read_gbps"].get<double>() * 1e9 / jb[0]["weight_bytes_per_token"].get<double>(), 1e-6);
   CmdResult bad = run("bench -m " + tiny() + " -p x");
   EXPECT_EQ(bad.code, 1);
   EXPECT_THAT(bad.out, HasSubstr("'x'"));

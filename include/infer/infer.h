@@ -78,6 +78,10 @@ INFER_API int32_t infer_model_vocab_size(const infer_model* model);  /* rows of 
 INFER_API int32_t infer_model_n_ctx_train(const infer_model* model); /* max_position_embeddings */
 INFER_API int64_t infer_model_n_params(const infer_model* model);
 INFER_API int64_t infer_model_weight_bytes(const infer_model* model);
+/* Weight bytes one decode step reads: all of them, less an untied embedding table (one row is read) and, in MoE
+   layers, the experts not routed to (top-k of them are read). The bandwidth roofline of decode is
+   (memory bandwidth) / this. */
+INFER_API int64_t infer_model_weight_bytes_per_token(const infer_model* model);
 /* A one-line description, e.g. "qwen3 28L h1024 16/8 heads d128 bf16 (596M params)". */
 INFER_API const char* infer_model_desc(const infer_model* model);
 /* True when config.json carries the "infer_random_weights" marker (test and demo models). */

@@ -99,6 +99,7 @@ class Model {
   bool is_random() const { return infer_model_is_random(m_); }
   int64_t n_params() const { return infer_model_n_params(m_); }
   int64_t weight_bytes() const { return infer_model_weight_bytes(m_); }
+  int64_t weight_bytes_per_token() const { return infer_model_weight_bytes_per_token(m_); }
   bool has_tokenizer() const { return infer_model_has_tokenizer(m_); }
   double load_ms() const { return load_ms_; }
   infer_sampler_params sampler_defaults() const { return infer_model_sampler_defaults(m_); }

@@ -7,6 +7,8 @@
 #include <new>
 
 #include "common.h"
+#include "cpu/attention.h"
+#include "cpu/gemm.h"
 #include "cpu/ops_fp8.h"
 
 namespace infer {
@@ -32,14 +34,52 @@ void CpuBackend::embed(const TensorInfo& table, const int32_t* ids, int64_t T, f
   for (int64_t t = 0; t < T; ++t) cpu::row_to_f32(table.data + size_t(ids[t]) * H * esz, table.dtype, out + t * ldo, H);
 }
 
+template <typename F>
+void CpuBackend::rows_parallel(int64_t T, int64_t per_row, F&& fn) {
+  const int64_t grain = std::max<int64_t>(1, cpu::min_parallel_work() / std::max<int64_t>(1, per_row));
+  if (T <= grain) return fn(int64_t(0), T);
+  pool_.parallel_for(T, grain, [&](int, int64_t b, int64_t e) { fn(b, e); });
+}
+
 void CpuBackend::rmsnorm(const float* x, int64_t ldx, const TensorInfo& w, float* out, int64_t ldo, int64_t T,
                          int64_t n, float eps) {
-  for (int64_t t = 0; t < T; ++t) cpu::rmsnorm(x + t * ldx, w.data, w.dtype, out + t * ldo, n, eps);
+  rows_parallel(T, 4 * n, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) cpu::rmsnorm(x + t * ldx, w.data, w.dtype, out + t * ldo, n, eps);
+  });
+}
+
+void CpuBackend::add_rmsnorm(float* x, int64_t ldx, const float* y, int64_t ldy, const TensorInfo& w, float* out,
+                             int64_t ldo, int64_t T, int64_t n, float eps) {
+  rows_parallel(T, 5 * n, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      float* xr = x + t * ldx;
+      const float* yr = y + t * ldy;
+      for (int64_t i = 0; i < n; ++i) xr[i] += yr[i];
+      cpu::rmsnorm(xr, w.data, w.dtype, out + t * ldo, n, eps);
+    }
+  });
 }
 
 void CpuBackend::matmul(const float* x, int64_t ldx, const cpu::Matrix& w, float* y, int64_t ldy, int64_t T) {
   if (w.dtype == DType::F8_E4M3) return cpu::matmul_fp8(pool_, x, ldx, w, y, ldy, T);  // w8a16, ops_fp8.h
+  if (w.pack) {
+    const cpu::Matrix* parts[1] = {&w};
+    if (const cpu::PackedMatrix* p = w.pack->get(pool_, parts, 1))
+      return cpu::gemm(pool_, x, ldx, *p, y, ldy, T, w.exact);
+  }
   cpu::matmul(pool_, x, ldx, w, y, ldy, T);
+}
+
+void CpuBackend::prepare_matmul(const std::vector<const cpu::Matrix*>& ws) {
+  if (!ws.empty() && ws[0]->pack) ws[0]->pack->get(pool_, ws.data(), int(ws.size()));
+}
+
+void CpuBackend::matmul_concat(const float* x, int64_t ldx, const std::vector<const cpu::Matrix*>& ws, float* y,
+                               int64_t ldy, int64_t T) {
+  if (!ws.empty() && ws[0]->pack)
+    if (const cpu::PackedMatrix* p = ws[0]->pack->get(pool_, ws.data(), int(ws.size())))
+      return cpu::gemm(pool_, x, ldx, *p, y, ldy, T);
+  Backend::matmul_concat(x, ldx, ws, y, ldy, T);
 }
 
 void CpuBackend::add_bias(float* y, int64_t ldy, const TensorInfo& bias, int64_t T) {
@@ -69,15 +109,17 @@ void CpuBackend::head_norm_rope(float* x, int64_t ldx, int64_t T, int64_t n_head
                                 float eps, int64_t pos0, const RopeTable& rope) {
   const int64_t half = d / 2;
   const float* cs = rope_angles(rope, pos0, T, half);
-  for (int64_t t = 0; t < T; ++t) {
-    const float* c = cs + t * 2 * half;
-    const float* s = c + half;
-    for (int64_t h = 0; h < n_heads; ++h) {
-      float* v = x + t * ldx + h * d;
-      if (norm) cpu::rmsnorm(v, norm->data, norm->dtype, v, d, eps);
-      cpu::rope_neox(v, c, s, d);
+  rows_parallel(T, 6 * n_heads * d, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const float* c = cs + t * 2 * half;
+      const float* s = c + half;
+      for (int64_t h = 0; h < n_heads; ++h) {
+        float* v = x + t * ldx + h * d;
+        if (norm) cpu::rmsnorm(v, norm->data, norm->dtype, v, d, eps);
+        cpu::rope_neox(v, c, s, d);
+      }
     }
-  }
+  });
 }
 
 void CpuBackend::kv_write(void* cache, int64_t width, int64_t pos0, const float* src, int64_t lds, int64_t T) {
@@ -87,50 +129,22 @@ void CpuBackend::kv_write(void* cache, int64_t width, int64_t pos0, const float*
 
 void CpuBackend::attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out,
                            int64_t ldo, int64_t T, int64_t pos0, int64_t nh, int64_t nkv, int64_t d, float scale) {
-  const float* kc = static_cast<const float*>(k_cache);
-  const float* vc = static_cast<const float*>(v_cache);
-  const int64_t kvw = nkv * d, rep = nh / nkv, n_keys = pos0 + T;
-  if (int64_t(scores_.size()) < pool_.size() * n_keys) scores_.resize(size_t(pool_.size() * n_keys));
-  // One (token, head) pair per work item; each thread gets at least ~min_parallel_work multiply-adds.
-  const int64_t grain = std::max<int64_t>(1, cpu::min_parallel_work() / (n_keys * d * 2));
-  pool_.parallel_for(T * nh, grain, [&](int tid, int64_t b, int64_t e) {
-    float* sc = scores_.data() + size_t(tid) * n_keys;
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t t = i / nh, h = i % nh, g = h / rep, nk = pos0 + t + 1;
-      const float* qh = q + t * ldq + h * d;
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < nk; ++j) {
-        const float* kj = kc + j * kvw + g * d;
-        float s = 0.f;
-        for (int64_t u = 0; u < d; ++u) s += qh[u] * kj[u];
-        sc[j] = s * scale;
-        mx = std::max(mx, sc[j]);
-      }
-      float sum = 0.f;
-      for (int64_t j = 0; j < nk; ++j) {
-        sc[j] = std::exp(sc[j] - mx);
-        sum += sc[j];
-      }
-      const float inv = 1.0f / sum;
-      float* o = out + t * ldo + h * d;
-      std::fill(o, o + d, 0.f);
-      for (int64_t j = 0; j < nk; ++j) {
-        const float p = sc[j] * inv;
-        const float* vj = vc + j * kvw + g * d;
-        for (int64_t u = 0; u < d; ++u) o[u] += p * vj[u];
-      }
-    }
-  });
+  cpu::attention(pool_, q, ldq, static_cast<const float*>(k_cache), static_cast<const float*>(v_cache), nkv * d, out,
+                 ldo, T, pos0, nh, nkv, d, scale);
 }
 
 void CpuBackend::swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy, int64_t T,
                         int64_t n) {
-  for (int64_t t = 0; t < T; ++t) cpu::silu_mul(g + t * ldg, u + t * ldu, y + t * ldy, n);
+  rows_parallel(T, 8 * n, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) cpu::silu_mul(g + t * ldg, u + t * ldu, y + t * ldy, n);
+  });
 }
 
 void CpuBackend::add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) {
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t i = 0; i < n; ++i) x[t * ldx + i] += y[t * ldy + i];
+  rows_parallel(T, n, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t)
+      for (int64_t i = 0; i < n; ++i) x[t * ldx + i] += y[t * ldy + i];
+  });
 }
 
 // ---- MoE

@@ -154,6 +154,7 @@ void DeepseekV3::bind_block(Block& b, const std::string& p, bool moe, const Load
   const int64_t E = router_.n_experts, Ie = expert_width_;
   MoeWeights& w = b.experts;
   w.router = matrix(p + "mlp.gate.weight", E, H, "n_routed_experts, hidden_size");
+  w.router.exact = true;  // routing decisions in fp32 (cpu::Matrix::exact)
   const TensorInfo& bias = vector(p + "mlp.gate.e_score_correction_bias", E, "n_routed_experts");
   w.score_bias.resize(size_t(E));
   cpu::row_to_f32(bias.data, bias.dtype, w.score_bias.data(), E);

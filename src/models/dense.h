@@ -24,6 +24,7 @@ class DenseDecoder : public Transformer {
   void forward(ForwardState& st, const int32_t* ids, int64_t n, float* logits, bool all_logits,
                const DumpFn* dump) const override;
   int64_t kv_bytes_per_token() const override;
+  int64_t weight_bytes_per_token() const override;
 
  protected:
   void bind_weights(const LoadOptions& opts) override;
@@ -36,6 +37,8 @@ class DenseDecoder : public Transformer {
   virtual int64_t ffn_scratch_floats(int64_t n_batch) const;
   virtual void ffn(Backend& be, int64_t l, const float* xn, float* out, int64_t T, float* scratch,
                    const std::string& pfx, const DumpFn* dump) const;
+  // Hands layer l's FFN weight groups to Backend::prepare_matmul (as ffn will use them).
+  virtual void prepare_ffn(Backend& be, int64_t l) const;
 
  private:
   struct Layer {

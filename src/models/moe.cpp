@@ -24,9 +24,8 @@ void moe_forward(Backend& be, const Router& r, const MoeWeights& w, const float*
   int32_t* ids = reinterpret_cast<int32_t*>(logits + T * E);  // (T, k) in backend memory
   float* wts = logits + T * E + T * k;                     // (T, k)
   float* xs = wts + T * k;                                 // moe_experts' scratch, then the shared expert's
-  float* g = xs;                                           // (T, I)
-  float* u = g + T * I;                                    // (T, I)
-  float* y = u + T * I;                                    // (T, H)
+  float* g = xs;                                           // (T, 2I): gate ‖ up
+  float* y = g + 2 * T * I;                                // (T, H)
 
   // Router GEMM (fp32 activations × bf16 weights, fp32 accumulation), then routing on the backend.
   be.matmul(xn, ldx, w.router, logits, E, T);
@@ -46,10 +45,9 @@ void moe_forward(Backend& be, const Router& r, const MoeWeights& w, const float*
   be.moe_experts(xn, ldx, w.experts.data(), E, w.expert_width, ids, wts, T, k, out, ldo, H, xs);
   if (w.has_shared) {
     const int64_t Is = w.shared_width;
-    be.matmul(xn, ldx, w.shared.gate, g, Is, T);
-    be.matmul(xn, ldx, w.shared.up, u, Is, T);
-    be.swiglu(g, Is, u, Is, g, Is, T, Is);
-    be.matmul(g, Is, w.shared.down, y, H, T);
+    be.matmul_concat(xn, ldx, {&w.shared.gate, &w.shared.up}, g, 2 * Is, T);
+    be.swiglu(g, 2 * Is, g + Is, 2 * Is, g, 2 * Is, T, Is);
+    be.matmul(g, 2 * Is, w.shared.down, y, H, T);
     emit_dump(be, dump, pfx + "shared_out", y, T, H);
     be.add(out, ldo, y, H, T, H);
   }
