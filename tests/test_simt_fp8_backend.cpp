@@ -10,10 +10,9 @@
 //   - prefill (T > 1: w8a8 GEMM): every activation entering an FP8 matmul is rounded to e4m3 (3 mantissa bits,
 //     half-ulp 2^-4 relative; DeepSeek's act_quant), which no fp32 reference does. On this random 2-layer model
 //     that error is large and chaotic: HF itself with act_quant inserted before each FP8 linear (torch, float32;
-//     tools/w8a8_sensitivity.py measures it)
-//     differs from the fp32 reference by mean |dlogit| 0.21, max 1.31, and perturbing its activations by 1e-6
-//     (fp32-level noise) before the rounding moves its logits by mean 0.14, max 0.85: e4m3 rounding flips on
-//     near-ties propagate. So no w8a8 reference can be matched tightly; the engine is held to the same statistics:
+//     tools/w8a8_sensitivity.py) differs from the fp32 reference by mean |dlogit| 0.21, max 1.31, and perturbing
+//     its activations by 1e-6 (fp32-level noise) before the rounding moves its logits by mean 0.14, max 0.85: e4m3
+//     rounding flips on near-ties propagate. So no w8a8 reference can be matched tightly; the engine is held to the same statistics:
 //     mean |dlogit| <= kW8a8MeanTol = 0.4, max <= kW8a8MaxTol = 2.0 (observed mean 0.19, max 0.97 on both paths,
 //     printed) and top-1 agreement at >= 18 of 24 positions (observed 24; the torch w8a8 run: 20). A wrong
 //     scale, block or fragment gives errors of the logits' own size (std 3.4) and random top-1s.
