@@ -847,7 +847,7 @@ void CudaBackend::moe_experts(const float* x, int64_t ldx, const MoeExpert* expe
       return;
     }
   }
-  moe_experts_grouped(x, ldx, experts, n_experts, I, ids, weights, T, k, out, ldo, H);
+  moe_experts_per_expert(x, ldx, experts, n_experts, I, ids, weights, T, k, out, ldo, H);
 }
 
 CudaBackend::MoeGroupedScratch CudaBackend::moe_grouped_scratch(const MoeGroupedOp& o) {
@@ -930,9 +930,9 @@ void CudaBackend::issue_moe_grouped(const MoeGroupedOp& o) {
   ++stats_.moe_grouped_layers;
 }
 
-void CudaBackend::moe_experts_grouped(const float* x, int64_t ldx, const MoeExpert* experts, int64_t E, int64_t I,
-                                      const int32_t* ids, const float* weights, int64_t T, int64_t k, float* out,
-                                      int64_t ldo, int64_t H) {
+void CudaBackend::moe_experts_per_expert(const float* x, int64_t ldx, const MoeExpert* experts, int64_t E,
+                                         int64_t I, const int32_t* ids, const float* weights, int64_t T, int64_t k,
+                                         float* out, int64_t ldo, int64_t H) {
   // Runs now: the expert sizes must reach the host (a decode step in progress runs eagerly up to here).
   if (step_active_) finish_step();
   flush_held();

@@ -397,9 +397,10 @@ class CudaBackend final : public Backend {
   void issue_moe_grouped(const MoeGroupedOp& o);
   const void* mla_weight(const cpu::Matrix& m, DType* type);  // kv_b as bf16/f32 (FP8 dequantised to f32 once)
   int mla_splits(int64_t n_keys, int64_t nh) const;
-  void moe_experts_grouped(const float* x, int64_t ldx, const MoeExpert* experts, int64_t E, int64_t I,
-                           const int32_t* ids, const float* weights, int64_t T, int64_t k, float* out, int64_t ldo,
-                           int64_t H);
+  // The per-expert fallback: offsets read back (one sync), matmul per expert with rows, un-permute.
+  void moe_experts_per_expert(const float* x, int64_t ldx, const MoeExpert* experts, int64_t E, int64_t I,
+                              const int32_t* ids, const float* weights, int64_t T, int64_t k, float* out, int64_t ldo,
+                              int64_t H);
   Fp8Weight fp8_weight(const Fp8MatmulOp& o);  // uploaded once: rows padded to 16 bytes, scales as fp32
   Fp8Weight fp8_weight(const cpu::Matrix& m);
 
