@@ -45,6 +45,8 @@ void launch_embed(const void* table, KType type, int64_t vocab, int64_t hidden, 
       infer_launch(embed_kernel<__half>, grid, block, 0, stream, make_dev_ptr(static_cast<const __half*>(table), n),
                    pids, pout, ldo, int(hidden), int(T));
       break;
+    case KType::kFP8:  // not an embedding dtype: the backend's ktype() never yields it (MoE expert tables only)
+      break;
   }
 }
 

@@ -27,7 +27,7 @@ namespace infer {
 inline namespace INFER_CUDA_NS {
 
 // Element type of a weight, table or norm vector buffer.
-enum class KType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
+enum class KType : int { kF32 = 0, kBF16 = 1, kF16 = 2, kFP8 = 3 /* e4m3 with 128x128 block scales */ };
 
 // ---- setup
 
@@ -156,9 +156,14 @@ struct MoeRouteArgs {
 bool moe_route_supported(int64_t n_experts, int64_t top_k, int64_t n_group);
 void launch_moe_route(const MoeRouteArgs& a, cudaStream_t stream);
 // Token -> expert permutation of ids (T, k): offsets (E + 1) of each expert's rows, rows (T k) the token of each
-// permuted row (experts ascending, tokens ascending within one), pos (T k) the permuted row of pair (t, j).
+// permuted row (experts ascending, tokens ascending within one), pos (T k) the permuted row of pair (t, j). With
+// tile_off (E + 1) not null, also the grouped GEMM's tile offsets: tile_off[e] = Σ_{e' < e} ceil(n_e' / kMoeTileRows).
+constexpr int64_t kMoeTileRows = 64;  // rows per tile of the grouped GEMM (one expert per tile)
 void launch_moe_permute(const int32_t* ids, int64_t T, int64_t k, int64_t E, int32_t* offsets, int32_t* rows,
-                        int32_t* pos, cudaStream_t stream);
+                        int32_t* pos, cudaStream_t stream, int32_t* tile_off = nullptr);
+// Upper bound of the tiles of n permuted rows over E experts (the grouped GEMM's grid): Σ_e ceil(n_e / 64) <=
+// floor(n / 64) + min(E, n).
+inline int64_t moe_max_tiles(int64_t n, int64_t E) { return n / kMoeTileRows + (E < n ? E : n); }
 // dst[i, :width] = src[rows[i], :width] for i < n (rows device memory, values < n_src).
 void launch_gather_rows(const float* src, int64_t lds, int64_t n_src, const int32_t* rows, int64_t n, float* dst,
                         int64_t ldd, int64_t width, cudaStream_t stream);
@@ -166,11 +171,19 @@ void launch_gather_rows(const float* src, int64_t lds, int64_t n_src, const int3
 // product rounded before its add (the CPU's scatter_add_rows order).
 void launch_moe_unpermute(const float* y, int64_t ldy, const int32_t* ids, const float* w, const int32_t* pos,
                           int64_t T, int64_t k, float* out, int64_t ldo, int64_t H, cudaStream_t stream);
+// One expert matrix in a device table of 3 E entries (gate of experts 0..E-1, then up, then down).
+struct MoeWeightPtr {
+  const void* w;       // bf16 / f32 (rows, cols) as stored, or e4m3 (rows, ldw) with ldw = fp8_padded_k(cols)
+  const float* scale;  // e4m3: fp32 block scales (fp8_scale_rows(rows, row0), fp8_scale_cols(cols)); else null
+  int64_t row0;        // e4m3: offset of row 0 inside its scale block (a view), else 0
+};
+
 // Batch-1 routed experts: reads only the k selected experts' weights (ids, weights device memory, from the
-// router): h[j] = silu(gate_e x) * (up_e x), out = Σ_j (ascending e) w_j · down_e h[j]. table: 3 E device
-// pointers (gate of every expert, then up, then down), all of type `type` (bf16 or f32), gate/up (I, H), down (H, I).
+// router): h[j] = silu(gate_e x) * (up_e x), out = Σ_j (ascending e) w_j · down_e h[j]. table: 3 E entries
+// (gate of every expert, then up, then down), all of type `type` (bf16, f32 or e4m3 with block scales: w8a16 as
+// the FP8 GEMV), gate/up (I, H), down (H, I).
 struct MoeDecodeArgs {
-  const void* const* table;
+  const MoeWeightPtr* table;
   KType type;
   int64_t E, H, I, k;
   const int32_t* ids;
@@ -268,6 +281,52 @@ void launch_fp8_gemv(const Fp8Weight& w, const float* x, float* y, cudaStream_t 
 // The PTX architecture (e.g. 80, 89, 90, 120) of the fp8-mma GEMM image the current device runs: Fp8MmaPath::kFp8
 // needs >= 89. 0: no image for this device; -1: the SIMT emulator (every path runs).
 int fp8_mma_kernel_arch();
+
+// ---- grouped GEMM over MoE experts (moe_gemm.cu; docs/kernels.md "Grouped expert GEMM")
+
+// Where the activation rows of the grouped GEMM come from: x[rows[i]] (the permuted gather of the tokens; rows null:
+// x[i]), or with g not null silu(g[i]) * u[i] (the experts' SwiGLU), i < n, K columns.
+struct MoeActSource {
+  const float* x;
+  int64_t ldx, n_x;  // n_x: rows of x
+  const int32_t* rows;
+  const float* g;
+  const float* u;
+  int64_t ldgu;
+};
+// bf16 operand: out (parts, n, ld) with ld a multiple of 8 >= K (columns K..ld-1 zero); part p is the bf16 rounding
+// of what parts 0..p-1 leave (launch_f32_to_bf16's split: 1 part = bf16(x), 3 parts = x exactly).
+void launch_moe_act_bf16(const MoeActSource& src, int64_t n, int64_t K, uint16_t* out, int64_t ld, int parts,
+                         cudaStream_t stream);
+// e4m3 operand: DeepSeek act_quant of the rows (as launch_fp8_act_quant): q (n, ldq), ldq a multiple of 16 >= K,
+// s (n, fp8_scale_cols(K)).
+void launch_moe_act_fp8(const MoeActSource& src, int64_t n, int64_t K, uint8_t* q, int64_t ldq, float* s,
+                        cudaStream_t stream);
+
+// y[i, :N] = A[i, :K] · W_e^T for the permuted rows i of expert e (offsets[e] <= i < offsets[e + 1]), all experts in
+// one launch: grid (ceil(N / 64), moe_max_tiles(n, E), nz); a block finds its expert from tile_off (launch_moe_permute)
+// on the device, so nothing is read back to the host. With nz = 2 one launch does two weight sets: z uses table
+// entries table0 + z E and writes y + z y_zstride (gate and up). bf16 weights: A as launch_moe_act_bf16 wrote it
+// (parts summed in one fp32 accumulator), mma.m16n8k16 bf16; e4m3 weights: A and its scales from launch_moe_act_fp8,
+// the FP8 GEMM's block-scaled tiles on either path (w8a8).
+struct MoeGroupedGemmArgs {
+  const void* a;        // (parts, n, lda) bf16 or (n, lda) e4m3
+  int64_t lda;          // elements; a multiple of 16 bytes
+  int parts;            // bf16: 1 or 3; e4m3: 1
+  const float* a_scale; // e4m3: (n, fp8_scale_cols(K))
+  const MoeWeightPtr* table;
+  int64_t table0, nz, E;
+  KType wtype;          // kBF16 (weights (N, K) as stored; needs K % 8 == 0) or kFP8 (rows padded to fp8_padded_k(K))
+  int64_t N, K;
+  const int32_t* offsets;   // (E + 1)
+  const int32_t* tile_off;  // (E + 1)
+  int64_t n;                // permuted rows (T k)
+  float* y;                 // (nz, n, ldy) at y_zstride
+  int64_t ldy, y_zstride;
+  Fp8MmaPath path;          // e4m3 weights
+};
+bool moe_grouped_supported(KType wtype, int64_t K);
+void launch_moe_grouped_gemm(const MoeGroupedGemmArgs& a, cudaStream_t stream);
 
 }  // namespace INFER_CUDA_NS
 }  // namespace infer

@@ -1,6 +1,7 @@
 // moe.cu — mixture-of-experts on the device: the router (softmax top-k, or sigmoid + score bias + group-limited
 // top-k), the token -> expert permutation (count, offsets, scatter) with the weighted un-permute, and the batch-1
-// decode experts that read only the selected experts' weights through a device table of expert pointers.
+// decode experts that read only the selected experts' weights through a device table of expert pointers (bf16, f32,
+// or e4m3 with 128×128 block scales, w8a16 as the FP8 GEMV). The grouped expert GEMM is in moe_gemm.cu.
 //
 // Exactness: routing follows infer::route_tokens (src/moe_route.cpp) step by step: the same fp32 operations in the
 // same order (the softmax and renormalisation sums run sequentially on one lane), top-k by (value desc, index asc)
@@ -9,6 +10,7 @@
 // The un-permute and the decode down projection add each token's expert outputs from zero in ascending expert
 // order, each product w·y rounded before its add (__fmul_rn: no fma contraction), as the CPU's scatter_add_rows.
 #include "common.cuh"
+#include "fp8.cuh"
 #include "kernels.h"
 
 namespace infer {
@@ -161,9 +163,10 @@ constexpr int kPermChunk = 1024;
 // One block. counts -> offsets (E + 1); then thread e walks the (t, j) pairs in order and places the tokens routed to
 // expert e: rows[offsets[e] + i] = t for its i-th pair, pos[t * k + j] = that slot. Deterministic (tokens ascending
 // within an expert, as the host's counting sort); ids are staged through shared memory in chunks.
+// With tile_off: tile_off[e] = Σ_{e' < e} ceil(n_e' / kMoeTileRows) (the grouped GEMM's tiles).
 __global__ void __launch_bounds__(kPermThreads)
     moe_permute_kernel(dev_ptr<const int32_t> ids, int n_pairs, int k, int E, dev_ptr<int32_t> offsets,
-                       dev_ptr<int32_t> rows, dev_ptr<int32_t> pos) {
+                       dev_ptr<int32_t> rows, dev_ptr<int32_t> pos, dev_ptr<int32_t> tile_off) {
   __shared__ int chunk[kPermChunk];
   int* count = infer_dynamic_smem<int>();  // (E + 1)
   const int tid = int(threadIdx.x);
@@ -175,6 +178,14 @@ __global__ void __launch_bounds__(kPermThreads)
     for (int e = 0; e < E; ++e) count[e + 1] += count[e];
   __syncthreads();
   for (int e = tid; e <= E; e += kPermThreads) offsets[e] = count[e];
+  if (tile_off && tid == 0) {
+    int t = 0;
+    tile_off[0] = 0;
+    for (int e = 0; e < E; ++e) {
+      t += (count[e + 1] - count[e] + int(kMoeTileRows) - 1) / int(kMoeTileRows);
+      tile_off[e + 1] = t;
+    }
+  }
   // each thread owns experts tid, tid + kPermThreads, ... (at most kMoeMaxExperts / kPermThreads of them)
   constexpr int kOwn = (kMoeMaxExperts + kPermThreads - 1) / kPermThreads;
   int at[kOwn];
@@ -201,11 +212,11 @@ __global__ void __launch_bounds__(kPermThreads)
 }
 
 void launch_moe_permute(const int32_t* ids, int64_t T, int64_t k, int64_t E, int32_t* offsets, int32_t* rows,
-                        int32_t* pos, cudaStream_t stream) {
+                        int32_t* pos, cudaStream_t stream, int32_t* tile_off) {
   const size_t n = size_t(T * k);
   infer_launch(moe_permute_kernel, dim3(1), dim3(kPermThreads), size_t(E + 1) * 4, stream, make_dev_ptr(ids, n),
                int(n), int(k), int(E), make_dev_ptr(offsets, size_t(E + 1)), make_dev_ptr(rows, n),
-               make_dev_ptr(pos, n));
+               make_dev_ptr(pos, n), make_dev_ptr(tile_off, tile_off ? size_t(E + 1) : 0));
 }
 
 // dst[i, :width] = src[rows[i], :width]; grid (column blocks, rows strided).
@@ -300,39 +311,75 @@ __device__ __forceinline__ float lane_dot(dev_ptr<const W> w, dev_ptr<const floa
 }
 }  // namespace
 
-// An expert matrix from the pointer table (the emulator bounds-checks it; a null entry has no elements).
+// The weights of one expert matrix from the table (the emulator bounds-checks them; a null entry has no elements).
 template <class W>
 __device__ __forceinline__ dev_ptr<const W> expert_ptr(const void* p, size_t count) {
   return make_dev_ptr(static_cast<const W*>(p), p ? count : 0);
 }
 
+// Row n of one expert matrix (cols K) and this lane's part of its dot product with x (the caller reduces over the
+// warp). bf16 / f32: lane_dot; e4m3 (W = uint8_t): rows of ldw = fp8_padded_k(K) bytes, 16-byte chunks, each
+// chunk's sum times its block scale, in units of 2^-8 (the caller multiplies the reduced sum by 256).
+template <class W, bool kVec>
+__device__ __forceinline__ float expert_row_dot(const MoeWeightPtr& m, int64_t rows, int64_t n, int K,
+                                                dev_ptr<const float> x, int lane) {
+  if constexpr (std::is_same_v<W, uint8_t>) {
+    const int64_t ldw = (K + 15) / 16 * 16;
+    const int KB = (K + kFp8QBlock - 1) / kFp8QBlock;
+    const int64_t srows = (m.row0 + rows + kFp8QBlock - 1) / kFp8QBlock;
+    dev_ptr<const uint4> wr = dev_ptr_cast<const uint4>(expert_ptr<uint8_t>(m.w, size_t(rows * ldw)) + n * ldw);
+    dev_ptr<const float> sr = expert_ptr<float>(m.scale, size_t(srows * KB)) + (m.row0 + n) / kFp8QBlock * KB;
+    const int chunks = (K + 15) / 16;
+    float a = 0.0f;
+    // note: not unrolled: with two chunks in flight sm_90 spills the down kernel (4 bytes at 56 registers)
+    for (int c = lane; c < chunks; c += 32) {
+      float xs[16];
+      if (kVec && c * 16 + 16 <= K) {
+        dev_ptr<const float4> xv = dev_ptr_cast<const float4>(x);
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const float4 v = xv[c * 4 + q];
+          xs[4 * q] = v.x, xs[4 * q + 1] = v.y, xs[4 * q + 2] = v.z, xs[4 * q + 3] = v.w;
+        }
+      } else {
+#pragma unroll
+        for (int q = 0; q < 16; ++q) xs[q] = c * 16 + q < K ? x[c * 16 + q] : 0.0f;
+      }
+      a = fmaf(e4m3x16_dot_scaled(wr[c], xs), sr[c / 8], a);  // 8 chunks per scale block
+    }
+    return a;
+  } else {
+    return lane_dot<W, kVec>(expert_ptr<W>(m.w, size_t(rows * K)) + n * K, x, K, lane);
+  }
+}
+template <class W>
+__device__ __forceinline__ constexpr float expert_unscale() {
+  return std::is_same_v<W, uint8_t> ? 256.0f : 1.0f;
+}
+
 // h[j, n] = silu(gate_e[n] · x) * (up_e[n] · x), e = ids[j]; grid (ceil(I / kMoeWarps), k), a warp per row n.
-// table: (3 E) pointers: gate of experts 0..E-1, then up, then down.
+// table: (3 E) entries: gate of experts 0..E-1, then up, then down.
 template <class W, bool kVec>
 __global__ void __launch_bounds__(kMoeWarps * 32)
-    moe_decode_gate_up_kernel(dev_ptr<const void* const> table, dev_ptr<const int32_t> ids, dev_ptr<const float> x,
+    moe_decode_gate_up_kernel(dev_ptr<const MoeWeightPtr> table, dev_ptr<const int32_t> ids, dev_ptr<const float> x,
                               dev_ptr<float> h, int E, int H, int I) {
   const int lane = int(threadIdx.x % 32), j = int(blockIdx.y);
   const int n = int(blockIdx.x) * kMoeWarps + int(threadIdx.x / 32);
   if (n >= I) return;  // warp-uniform
   const int e = ids[j];
-  const size_t count = size_t(I) * size_t(H);
-  dev_ptr<const W> g = expert_ptr<W>(table[e], count) + int64_t(n) * H;
-  dev_ptr<const W> u = expert_ptr<W>(table[E + e], count) + int64_t(n) * H;
-  const float gs = warp_reduce_sum(lane_dot<W, kVec>(g, x, H, lane));
-  const float us = warp_reduce_sum(lane_dot<W, kVec>(u, x, H, lane));
+  const float gs = warp_reduce_sum(expert_row_dot<W, kVec>(table[e], I, n, H, x, lane)) * expert_unscale<W>();
+  const float us = warp_reduce_sum(expert_row_dot<W, kVec>(table[E + e], I, n, H, x, lane)) * expert_unscale<W>();
   if (lane == 0) h[int64_t(j) * I + n] = gs / (1.0f + expf(-gs)) * us;
 }
 
 // out[n] = Σ_j (in ascending expert order) w[j] · (down_e[n] · h[j]), from zero; a warp per row n.
 template <class W, bool kVec>
 __global__ void __launch_bounds__(kMoeWarps * 32)
-    moe_decode_down_kernel(dev_ptr<const void* const> table, dev_ptr<const int32_t> ids, dev_ptr<const float> wts,
+    moe_decode_down_kernel(dev_ptr<const MoeWeightPtr> table, dev_ptr<const int32_t> ids, dev_ptr<const float> wts,
                            dev_ptr<const float> h, dev_ptr<float> out, int E, int H, int I, int k) {
   const int lane = int(threadIdx.x % 32);
   const int n = int(blockIdx.x) * kMoeWarps + int(threadIdx.x / 32);
   if (n >= H) return;  // warp-uniform
-  const size_t count = size_t(I) * size_t(H);
   float acc = 0.0f;
   int prev = -1;
   for (int r = 0; r < k; ++r) {
@@ -342,19 +389,20 @@ __global__ void __launch_bounds__(kMoeWarps * 32)
       if (e > prev && (best < 0 || e < best)) best = e, bj = j;
     }
     prev = best;
-    dev_ptr<const W> d = expert_ptr<W>(table[2 * E + best], count) + int64_t(n) * I;
-    const float y = warp_reduce_sum(lane_dot<W, kVec>(d, h + int64_t(bj) * I, I, lane));
+    const float y =
+        warp_reduce_sum(expert_row_dot<W, kVec>(table[2 * E + best], H, n, I, h + int64_t(bj) * I, lane)) *
+        expert_unscale<W>();
     acc = __fadd_rn(acc, __fmul_rn(y, wts[bj]));
   }
   if (lane == 0) out[n] = acc;
 }
 
 void launch_moe_decode(const MoeDecodeArgs& a, cudaStream_t stream) {
-  const bool bf16 = a.type == KType::kBF16;
-  const int64_t es = bf16 ? 2 : 4;
+  const int64_t es = a.type == KType::kBF16 ? 2 : a.type == KType::kFP8 ? 1 : 4;
   const bool aligned = reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && reinterpret_cast<uintptr_t>(a.h) % 16 == 0;
-  const bool vec_up = aligned && (a.H * es) % 16 == 0 && (a.H * 4) % 16 == 0;
-  const bool vec_down = aligned && (a.I * es) % 16 == 0 && (a.I * 4) % 16 == 0;
+  // 16-byte loads: weight rows and x/h rows 16-byte aligned (e4m3 rows are padded; x needs K % 4 for float4)
+  const bool vec_up = aligned && (a.type == KType::kFP8 || (a.H * es) % 16 == 0) && (a.H * 4) % 16 == 0;
+  const bool vec_down = aligned && (a.type == KType::kFP8 || (a.I * es) % 16 == 0) && (a.I * 4) % 16 == 0;
   auto table = make_dev_ptr(a.table, size_t(3 * a.E));
   auto ids = make_dev_ptr(a.ids, size_t(a.k));
   auto x = make_dev_ptr(a.x, size_t(a.H));
@@ -376,8 +424,10 @@ void launch_moe_decode(const MoeDecodeArgs& a, cudaStream_t stream) {
     else                                                                                                          \
       infer_launch(moe_decode_down_kernel<Wt, false>, g2, block, 0, stream, table, ids, w, h, out, E, H, I, k);  \
   } while (0)
-  if (bf16)
+  if (a.type == KType::kBF16)
     INFER_MOE_LAUNCH(__nv_bfloat16);
+  else if (a.type == KType::kFP8)
+    INFER_MOE_LAUNCH(uint8_t);
   else
     INFER_MOE_LAUNCH(float);
 #undef INFER_MOE_LAUNCH

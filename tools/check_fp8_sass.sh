@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # check_fp8_sass.sh — proves, without a GPU, that the FP8 GEMM runs on FP8 tensor cores: compiles
-# kernels/fp8_gemm.cu for sm_89 (Ada; -a for other targets), disassembles the cubin with cuobjdump -sass and
-# counts, per kernel, the tensor-core MMA instructions (FP8: the SASS opcode names E4M3 operands), ldmatrix
-# (LDSM), cp.async (LDGSTS) and 16-byte global loads (LDG.E.128). Fails unless the e4m3 GEMM kernel has FP8 MMA
-# instructions and the bf16 (sm_80/86) path has bf16 HMMA.
+# kernels/fp8_gemm.cu and kernels/moe_gemm.cu (the grouped expert GEMM) for sm_89 (Ada; -a for other targets),
+# disassembles the cubins with cuobjdump -sass and counts, per kernel, the tensor-core MMA instructions (FP8: the
+# SASS opcode names E4M3 operands), ldmatrix (LDSM), cp.async (LDGSTS) and 16-byte global loads (LDG.E.128).
+# Fails unless every e4m3-mma instance of block_gemm_kernel (mode 0, plain and grouped) has FP8 MMA instructions,
+# every bf16-tile instance (mode 1: the sm_80/86 FP8 path; mode 2: bf16 experts) has bf16 HMMA, and all five
+# instances are present.
 #
 # Usage: tools/check_fp8_sass.sh [-a 89] [-k]   (-k: keep the SASS in build/fp8_sm_XX.sass)
 #   NVCC=/path/to/nvcc, CUOBJDUMP=/path/to/cuobjdump override the tools. cuobjdump: $CUOBJDUMP, else next to nvcc,
@@ -42,8 +44,10 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 echo "# $($NVCC --version | tail -1)"
 echo "# $($CUOBJDUMP --version | tail -1) ($CUOBJDUMP)"
-"$NVCC" -std=c++20 -arch=sm_$ARCH -I"$ROOT" -cubin -o "$TMP/fp8.cubin" "$ROOT/kernels/fp8_gemm.cu"
-"$CUOBJDUMP" -sass "$TMP/fp8.cubin" >"$TMP/fp8.sass"
+for f in fp8_gemm moe_gemm; do
+  "$NVCC" -std=c++20 -arch=sm_$ARCH -I"$ROOT" -cubin -o "$TMP/$f.cubin" "$ROOT/kernels/$f.cu"
+  "$CUOBJDUMP" -sass "$TMP/$f.cubin" >>"$TMP/fp8.sass"
+done
 if [[ $KEEP == 1 ]]; then mkdir -p "$ROOT/build" && cp "$TMP/fp8.sass" "$ROOT/build/fp8_sm_$ARCH.sass"; fi
 
 # Split the listing per function and count the instructions of interest.
@@ -52,7 +56,8 @@ awk -v out="$TMP/fn" '
   n > 0 { print > (out "." n ".sass") }
 ' "$TMP/fp8.sass"
 status=0
-printf "%-44s %6s %6s %6s %6s %6s  %s\n" "kernel (sm_$ARCH)" "MMA" "FP8" "LDSM" "LDGSTS" "LDG128" "MMA opcodes"
+found=0
+printf "%-60s %6s %6s %6s %6s %6s  %s\n" "kernel (sm_$ARCH)" "MMA" "FP8" "LDSM" "LDGSTS" "LDG128" "MMA opcodes"
 for f in "$TMP"/fn.*.name; do
   base=${f%.name}
   name=$(echo "$(cat "$f")" | $DEMANGLE | sed -E 's/^void //; s/infer::cuda::\(anonymous namespace\):://; s/\(.*//')
@@ -63,15 +68,25 @@ for f in "$TMP"/fn.*.name; do
   ldgsts=$(grep -cE '\bLDGSTS\b' "$sass" || true)
   ldg128=$(grep -cE '\bLDG\.E\.(128|U\.128|EL\.128|ENL2\.128|LTC128B\.128)' "$sass" || true)
   ops=$(grep -oE '\b[HQ]MMA\.[A-Z0-9.]+' "$sass" | sort | uniq -c | awk '{printf "%s x%s  ", $2, $1}' || true)
-  printf "%-44s %6d %6d %6d %6d %6d  %s\n" "$name" "$mma" "$fp8" "$ldsm" "$ldgsts" "$ldg128" "$ops"
-  if [[ $name == *"fp8_gemm_kernel<true>"* && $ARCH -ge 89 && $fp8 -eq 0 ]]; then
-    echo "check_fp8_sass: fp8_gemm_kernel<true> has no FP8 MMA instruction for sm_$ARCH" >&2
-    status=1
+  printf "%-60s %6d %6d %6d %6d %6d  %s\n" "$name" "$mma" "$fp8" "$ldsm" "$ldgsts" "$ldg128" "$ops"
+  if [[ $name == *"block_gemm_kernel<0,"* ]]; then
+    found=$((found + 1))
+    if [[ $ARCH -ge 89 && $fp8 -eq 0 ]]; then
+      echo "check_fp8_sass: $name (e4m3 mma) has no FP8 MMA instruction for sm_$ARCH" >&2
+      status=1
+    fi
   fi
-  if [[ $name == *"fp8_gemm_kernel<false>"* ]] && ! grep -qE '\bHMMA\.16816\.F32\.BF16' "$sass"; then
-    echo "check_fp8_sass: fp8_gemm_kernel<false> has no bf16 HMMA for sm_$ARCH" >&2
-    status=1
+  if [[ $name == *"block_gemm_kernel<1,"* || $name == *"block_gemm_kernel<2,"* ]]; then
+    found=$((found + 1))
+    if ! grep -qE '\bHMMA\.16816\.F32\.BF16' "$sass"; then
+      echo "check_fp8_sass: $name (bf16 tiles) has no bf16 HMMA for sm_$ARCH" >&2
+      status=1
+    fi
   fi
 done
+if [[ $found -ne 5 ]]; then
+  echo "check_fp8_sass: found $found block_gemm_kernel instances, expected 5 (renamed?)" >&2
+  status=1
+fi
 if [[ $status == 0 ]]; then echo "check_fp8_sass: OK"; fi
 exit $status

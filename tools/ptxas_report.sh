@@ -31,7 +31,8 @@ NO_SPILL=(
   '(^|::)mla[a-z0-9_]*_kernel'
   '(^|::)(gather_rows|kv_read)_kernel'
   '(^|::)(sample|embed|kv_write|swiglu|add|add_bias|f32_to_bf16)_kernel'
-  '(^|::)fp8_[a-z0-9_]*_kernel'  # FP8 block-scaled GEMM, decode GEMV, activation quantisation (fp8_gemm.cu)
+  '(^|::)fp8_[a-z0-9_]*_kernel'  # FP8 decode GEMV, activation quantisation (fp8_gemm.cu, block_gemm.cuh)
+  '(^|::)block_gemm_kernel'      # tile GEMM: FP8 block-scaled (fp8_gemm.cu) and grouped experts (moe_gemm.cu)
 )
 
 while getopts "o:a:n:h" opt; do

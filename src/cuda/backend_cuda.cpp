@@ -544,6 +544,10 @@ void CudaBackend::prepare(const std::vector<Op>& ops) {
       DType t;
       moe_table(o->experts, o->E, &t);
       scratch(kSlotMoeH, size_t(o->k * o->I) * sizeof(float));
+    } else if (const auto* o = std::get_if<MoeGroupedOp>(&op.args)) {
+      DType t;
+      moe_table(o->experts, o->E, &t);
+      moe_grouped_scratch(*o);
     } else if (const auto* o = std::get_if<RopeStridedOp>(&op.args)) {
       rope_table(*o->rope);
     } else if (const auto* o = std::get_if<MlaAttentionOp>(&op.args)) {
@@ -711,6 +715,11 @@ Fp8Weight CudaBackend::fp8_weight(const Fp8MatmulOp& o) {
   return Fp8Weight{static_cast<const uint8_t*>(d.w), d.ldw, static_cast<const float*>(d.scale), row0, o.rows, o.cols};
 }
 
+Fp8Weight CudaBackend::fp8_weight(const cpu::Matrix& m) {
+  return fp8_weight(Fp8MatmulOp{nullptr, 0, m.data, m.scale, m.scale_dtype, m.scale_row0, m.scale_cols, m.rows, m.cols,
+                                nullptr, 0, 0});
+}
+
 // ------------------------------------------------------------------ sampling
 
 bool CudaBackend::can_sample(int64_t vocab, float temperature, int32_t top_k) const {
@@ -743,27 +752,37 @@ int32_t CudaBackend::sample(const float* logits, int64_t vocab, float temperatur
 
 // ------------------------------------------------------------------ MoE and MLA
 
-const void* const* CudaBackend::moe_table(const MoeExpert* experts, int64_t E, DType* wtype) {
+const MoeWeightPtr* CudaBackend::moe_table(const MoeExpert* experts, int64_t E, DType* wtype) {
   const DType t = experts[0].gate.dtype;
   *wtype = t;
-  if (t != DType::BF16 && t != DType::F32) return nullptr;
+  if (t != DType::BF16 && t != DType::F32 && t != DType::F8_E4M3) return nullptr;
   for (int64_t e = 0; e < E; ++e)
-    for (const cpu::Matrix* m : {&experts[e].gate, &experts[e].up, &experts[e].down})
+    for (const cpu::Matrix* m : {&experts[e].gate, &experts[e].up, &experts[e].down}) {
       if (m->dtype != t) return nullptr;
+      if (t == DType::F8_E4M3 && (!m->scale || m->block != 128 || m->scale_cols != fp8_scale_cols(m->cols)))
+        return nullptr;  // the matmul path names what is wrong
+    }
   auto it = moe_tables_.find(experts);
-  if (it != moe_tables_.end()) return static_cast<const void* const*>(it->second.ptr);
-  std::vector<const void*> ptrs(size_t(3 * E));
+  if (it != moe_tables_.end()) return static_cast<const MoeWeightPtr*>(it->second.ptr);
+  std::vector<MoeWeightPtr> ptrs(size_t(3 * E));
   for (int64_t e = 0; e < E; ++e) {
     const cpu::Matrix* m[3] = {&experts[e].gate, &experts[e].up, &experts[e].down};
-    for (int i = 0; i < 3; ++i)
-      ptrs[size_t(i * E + e)] = weight(m[i]->data, size_t(m[i]->rows * m[i]->cols) * dtype_size(t));
+    for (int i = 0; i < 3; ++i) {
+      MoeWeightPtr& p = ptrs[size_t(i * E + e)];
+      if (t == DType::F8_E4M3) {
+        const Fp8Weight w = fp8_weight(*m[i]);  // rows padded to 16 bytes, fp32 scales (as the FP8 matmul)
+        p = MoeWeightPtr{w.w, w.scale, w.row0};
+      } else {
+        p = MoeWeightPtr{weight(m[i]->data, size_t(m[i]->rows * m[i]->cols) * dtype_size(t)), nullptr, 0};
+      }
+    }
   }
   Weight w;
-  w.bytes = ptrs.size() * sizeof(void*);
+  w.bytes = ptrs.size() * sizeof(MoeWeightPtr);
   INFER_CUDA_CHECK(cudaMalloc(&w.ptr, w.bytes));
   INFER_CUDA_CHECK(cudaMemcpy(w.ptr, ptrs.data(), w.bytes, cudaMemcpyHostToDevice));
   moe_tables_.emplace(experts, w);
-  return static_cast<const void* const*>(w.ptr);
+  return static_cast<const MoeWeightPtr*>(w.ptr);
 }
 
 const void* CudaBackend::mla_weight(const cpu::Matrix& m, DType* type) {
@@ -817,16 +836,103 @@ void CudaBackend::moe_experts(const float* x, int64_t ldx, const MoeExpert* expe
                               const int32_t* ids, const float* weights, int64_t T, int64_t k, float* out, int64_t ldo,
                               int64_t H, float* /*scratch*/) {
   DType t = DType::F32;
-  if (T == 1 && moe_table(experts, n_experts, &t)) {
-    submit(Op{MoeDecodeOp{x, experts, n_experts, H, I, k, t, ids, weights, out}});
-    return;
+  if (moe_table(experts, n_experts, &t)) {
+    if (T == 1) {
+      submit(Op{MoeDecodeOp{x, experts, n_experts, H, I, k, t, ids, weights, out}});
+      return;
+    }
+    const KType kt = t == DType::F8_E4M3 ? KType::kFP8 : t == DType::BF16 ? KType::kBF16 : KType::kF32;
+    if (moe_grouped_supported(kt, H) && moe_grouped_supported(kt, I)) {
+      submit(Op{MoeGroupedOp{x, ldx, experts, n_experts, H, I, k, T, t, ids, weights, out, ldo}});
+      return;
+    }
   }
-  moe_experts_grouped(x, ldx, experts, n_experts, I, ids, weights, T, k, out, ldo, H);
+  moe_experts_per_expert(x, ldx, experts, n_experts, I, ids, weights, T, k, out, ldo, H);
 }
 
-void CudaBackend::moe_experts_grouped(const float* x, int64_t ldx, const MoeExpert* experts, int64_t E, int64_t I,
-                                      const int32_t* ids, const float* weights, int64_t T, int64_t k, float* out,
-                                      int64_t ldo, int64_t H) {
+CudaBackend::MoeGroupedScratch CudaBackend::moe_grouped_scratch(const MoeGroupedOp& o) {
+  MoeGroupedScratch sc{};
+  const int64_t n = o.T * o.k, E = o.E;
+  const bool fp8 = o.wtype == DType::F8_E4M3;
+  sc.parts = fp8 ? 1 : opts_.precision == CudaPrecision::kFp32 ? 3 : 1;
+  auto align = [](size_t b) { return (b + 255) / 256 * 256; };
+  auto operand = [&](int slot, int64_t K, int64_t* ld, float** scales) -> void* {
+    *ld = fp8 ? fp8_padded_k(K) : (K + 7) / 8 * 8;
+    const size_t bytes = align(size_t(sc.parts * n * *ld) * (fp8 ? 1 : 2));
+    auto* p = static_cast<uint8_t*>(scratch(slot, bytes + (fp8 ? size_t(n * fp8_scale_cols(K)) * sizeof(float) : 0)));
+    *scales = fp8 ? reinterpret_cast<float*>(p + bytes) : nullptr;
+    return p;
+  };
+  auto* perm = static_cast<int32_t*>(scratch(kSlotMoePerm, size_t(2 * (E + 1) + 2 * n) * sizeof(int32_t)));
+  sc.offsets = perm;
+  sc.tiles = perm + E + 1;
+  sc.rows = sc.tiles + E + 1;
+  sc.pos = sc.rows + n;
+  sc.ax = operand(kSlotMoeX, o.H, &sc.ldx, &sc.sx);
+  sc.ah = operand(kSlotMoeU, o.I, &sc.ldh, &sc.sh);
+  sc.gu = static_cast<float*>(scratch(kSlotMoeG, size_t(2 * n * o.I) * sizeof(float)));
+  sc.y = static_cast<float*>(scratch(kSlotMoeY, size_t(n * o.H) * sizeof(float)));
+  return sc;
+}
+
+void CudaBackend::issue_moe_grouped(const MoeGroupedOp& o) {
+  cudaStream_t s = stream_;
+  DType t;
+  const MoeWeightPtr* table = moe_table(o.experts, o.E, &t);
+  const MoeGroupedScratch sc = moe_grouped_scratch(o);
+  const int64_t n = o.T * o.k;
+  const bool fp8 = o.wtype == DType::F8_E4M3;
+  launch_moe_permute(o.ids, o.T, o.k, o.E, sc.offsets, sc.rows, sc.pos, s, sc.tiles);
+  MoeActSource gather{o.x, o.ldx, o.T, sc.rows, nullptr, nullptr, 0};
+  MoeActSource swiglu{nullptr, 0, 0, nullptr, sc.gu, sc.gu + n * o.I, o.I};
+  MoeGroupedGemmArgs g{};
+  g.parts = sc.parts;
+  g.table = table;
+  g.E = o.E;
+  g.wtype = fp8 ? KType::kFP8 : KType::kBF16;
+  g.offsets = sc.offsets;
+  g.tile_off = sc.tiles;
+  g.n = n;
+  g.path = fp8_mma_ ? Fp8MmaPath::kFp8 : Fp8MmaPath::kBf16;
+  // gate and up (table entries 0..2E-1) in one launch: gu[z] (n, I)
+  if (fp8)
+    launch_moe_act_fp8(gather, n, o.H, static_cast<uint8_t*>(sc.ax), sc.ldx, sc.sx, s);
+  else
+    launch_moe_act_bf16(gather, n, o.H, static_cast<uint16_t*>(sc.ax), sc.ldx, sc.parts, s);
+  g.a = sc.ax;
+  g.lda = sc.ldx;
+  g.a_scale = sc.sx;
+  g.table0 = 0;
+  g.nz = 2;
+  g.N = o.I;
+  g.K = o.H;
+  g.y = sc.gu;
+  g.ldy = o.I;
+  g.y_zstride = n * o.I;
+  launch_moe_grouped_gemm(g, s);
+  // h = silu(g) * u, then down (entries 2E..3E-1): y (n, H)
+  if (fp8)
+    launch_moe_act_fp8(swiglu, n, o.I, static_cast<uint8_t*>(sc.ah), sc.ldh, sc.sh, s);
+  else
+    launch_moe_act_bf16(swiglu, n, o.I, static_cast<uint16_t*>(sc.ah), sc.ldh, sc.parts, s);
+  g.a = sc.ah;
+  g.lda = sc.ldh;
+  g.a_scale = sc.sh;
+  g.table0 = 2 * o.E;
+  g.nz = 1;
+  g.N = o.H;
+  g.K = o.I;
+  g.y = sc.y;
+  g.ldy = o.H;
+  g.y_zstride = 0;
+  launch_moe_grouped_gemm(g, s);
+  launch_moe_unpermute(sc.y, o.H, o.ids, o.weights, sc.pos, o.T, o.k, o.out, o.ldo, o.H, s);
+  ++stats_.moe_grouped_layers;
+}
+
+void CudaBackend::moe_experts_per_expert(const float* x, int64_t ldx, const MoeExpert* experts, int64_t E,
+                                         int64_t I, const int32_t* ids, const float* weights, int64_t T, int64_t k,
+                                         float* out, int64_t ldo, int64_t H) {
   // Runs now: the expert sizes must reach the host (a decode step in progress runs eagerly up to here).
   if (step_active_) finish_step();
   flush_held();
@@ -856,6 +962,7 @@ void CudaBackend::moe_experts_grouped(const float* x, int64_t ldx, const MoeExpe
   }
   flush_held();
   launch_moe_unpermute(y, H, ids, weights, pos, T, k, out, ldo, H, s);
+  ++stats_.moe_per_expert_layers;
 #if !defined(NDEBUG)
   check_launch("moe_unpermute");
 #endif
@@ -926,10 +1033,14 @@ void CudaBackend::issue_moe_mla(const Op& op, bool graph) {
     launch_moe_route(a, s);
   } else if (const auto* o = std::get_if<MoeDecodeOp>(&op.args)) {
     DType t;
-    const void* const* table = moe_table(o->experts, o->E, &t);
+    const MoeWeightPtr* table = moe_table(o->experts, o->E, &t);
     auto* h = static_cast<float*>(scratch(kSlotMoeH, size_t(o->k * o->I) * sizeof(float)));
-    MoeDecodeArgs a{table, ktype(o->wtype), o->E, o->H, o->I, o->k, o->ids, o->weights, o->x, h, o->out};
+    const KType kt = o->wtype == DType::F8_E4M3 ? KType::kFP8 : ktype(o->wtype);
+    MoeDecodeArgs a{table, kt, o->E, o->H, o->I, o->k, o->ids, o->weights, o->x, h, o->out};
     launch_moe_decode(a, s);
+    ++stats_.moe_decode_layers;
+  } else if (const auto* o = std::get_if<MoeGroupedOp>(&op.args)) {
+    issue_moe_grouped(*o);
   } else if (const auto* o = std::get_if<RopeStridedOp>(&op.args)) {
     launch_rope_strided(o->x, o->ldx, o->T, o->n_heads, o->head_stride, o->d, o->interleaved, rope_table(*o->rope),
                         o->rope->attention_scaling, op.pos0, pos_dev, s);

@@ -78,9 +78,14 @@ struct CudaStats {
   int64_t weight_bytes = 0;   // uploaded weights
   int64_t fp8_gemm_calls = 0; // FP8 weights: w8a8 GEMMs (T > 1)
   int64_t fp8_gemv_calls = 0; // FP8 weights: decode GEMVs (T == 1)
+  int64_t moe_decode_layers = 0;   // MoE layers run by the batch-1 expert kernels (device table, no host sync)
+  int64_t moe_grouped_layers = 0;  // MoE layers run by the grouped expert GEMM (device offsets, no host sync)
+  int64_t moe_per_expert_layers = 0;  // MoE layers run per expert after reading the offsets back (f32 / mixed
+                                      // dtypes, bf16 widths not a multiple of 8): one host sync each
 };
 
-struct Fp8Weight;  // kernels/kernels.h
+struct Fp8Weight;     // kernels/kernels.h
+struct MoeWeightPtr;  // kernels/kernels.h
 
 class CudaBackend final : public Backend {
  public:
@@ -123,10 +128,12 @@ class CudaBackend final : public Backend {
   void add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) override;
 
   // ---- MoE and MLA (kernels/moe.cu, kernels/mla.cu)
-  // Routing on the device (ids and weights stay there). Experts: T == 1 with bf16/f32 weights runs the decode
-  // kernels on the selected experts only (no host sync: part of a decode graph); otherwise the rows are permuted
-  // on the device, the expert offsets read back (one sync per layer), each expert runs through matmul (so FP8
-  // experts use the FP8 matmul) and a weighted un-permute adds the outputs in the CPU's order.
+  // Routing on the device (ids and weights stay there). Experts: T == 1 runs the decode kernels on the selected
+  // experts only (bf16, f32 or FP8 weights through a device table; no host sync: part of a decode graph); T > 1
+  // permutes the rows on the device and runs the grouped expert GEMM (bf16 or FP8 weights: every expert in one
+  // launch per projection, no host sync), then a weighted un-permute adds the outputs in the CPU's order. Experts
+  // the grouped GEMM does not take (f32, mixed dtypes, bf16 widths not a multiple of 8) read the expert offsets
+  // back (one sync per layer) and run each expert through matmul.
   void moe_route(const MoeRouter& r, const float* logits, int64_t ld, const float* score_bias, int64_t T, int32_t* ids,
                  float* weights) override;
   void moe_experts(const float* x, int64_t ldx, const MoeExpert* experts, int64_t n_experts, int64_t I,
@@ -277,6 +284,18 @@ class CudaBackend final : public Backend {
     float* out;
     bool operator==(const MoeDecodeOp&) const = default;
   };
+  struct MoeGroupedOp {  // T > 1: permutation, grouped GEMMs, un-permute (no host sync)
+    const float* x;
+    int64_t ldx;
+    const MoeExpert* experts;  // host array: the key of the device pointer table
+    int64_t E, H, I, k, T;
+    DType wtype;  // BF16 or F8_E4M3
+    const int32_t* ids;
+    const float* weights;
+    float* out;
+    int64_t ldo;
+    bool operator==(const MoeGroupedOp&) const = default;
+  };
   struct RopeStridedOp {
     float* x;
     int64_t ldx, T, n_heads, head_stride, d;
@@ -330,7 +349,7 @@ class CudaBackend final : public Backend {
   };
   using OpArgs = std::variant<EmbedOp, RmsnormOp, MatmulOp, AddBiasOp, RopeOp, KvWriteOp, AttentionOp, SwigluOp, AddOp,
                               MoeRouteOp, MoeDecodeOp, RopeStridedOp, KvReadOp, MlaAbsorbOp, MlaAttentionOp, MlaBlockOp,
-                              Fp8MatmulOp>;
+                              Fp8MatmulOp, MoeGroupedOp>;
   struct Op {
     OpArgs args;        // what the op computes on: the graph key
     int64_t pos0 = 0;   // per step (not part of the key)
@@ -361,13 +380,29 @@ class CudaBackend final : public Backend {
   void check_launch(const char* what);
   // MoE / MLA helpers
   void issue_moe_mla(const Op& op, bool graph);
-  const void* const* moe_table(const MoeExpert* experts, int64_t E, DType* wtype);  // null: not bf16/f32 alike
+  // Device table of 3 E MoeWeightPtr (gate, up, down of every expert), uploaded once; null when the experts are not
+  // all bf16, all f32 or all FP8 with 128x128 block scales.
+  const MoeWeightPtr* moe_table(const MoeExpert* experts, int64_t E, DType* wtype);
+  // Scratch of one grouped MoE layer (n = T k permuted rows): the permutation, the two activation operands (bf16
+  // parts, or e4m3 with their scales), gate and up outputs (2, n, I) fp32, the down output (n, H) fp32.
+  struct MoeGroupedScratch {
+    int32_t *offsets, *rows, *pos, *tiles;
+    void *ax, *ah;      // operands of gate/up (width H) and of down (width I)
+    float *sx, *sh;     // their e4m3 scales
+    int64_t ldx, ldh;   // operand leading dimensions (elements)
+    int parts;          // bf16 parts
+    float *gu, *y;
+  };
+  MoeGroupedScratch moe_grouped_scratch(const MoeGroupedOp& o);
+  void issue_moe_grouped(const MoeGroupedOp& o);
   const void* mla_weight(const cpu::Matrix& m, DType* type);  // kv_b as bf16/f32 (FP8 dequantised to f32 once)
   int mla_splits(int64_t n_keys, int64_t nh) const;
-  void moe_experts_grouped(const float* x, int64_t ldx, const MoeExpert* experts, int64_t E, int64_t I,
-                           const int32_t* ids, const float* weights, int64_t T, int64_t k, float* out, int64_t ldo,
-                           int64_t H);
+  // The per-expert fallback: offsets read back (one sync), matmul per expert with rows, un-permute.
+  void moe_experts_per_expert(const float* x, int64_t ldx, const MoeExpert* experts, int64_t E, int64_t I,
+                              const int32_t* ids, const float* weights, int64_t T, int64_t k, float* out, int64_t ldo,
+                              int64_t H);
   Fp8Weight fp8_weight(const Fp8MatmulOp& o);  // uploaded once: rows padded to 16 bytes, scales as fp32
+  Fp8Weight fp8_weight(const cpu::Matrix& m);
 
   CudaOptions opts_;
   std::string device_name_;

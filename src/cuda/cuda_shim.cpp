@@ -267,6 +267,10 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   if (capture_forbids()) return fail(cudaErrorStreamCaptureUnsupported);
   if (const cudaError_t e = check_copy(dst, src, bytes, kind)) return e;
   if (bytes) std::memmove(dst, src, bytes);
+  if (kind == cudaMemcpyDeviceToHost) {  // waits for the device like a sync
+    std::lock_guard lk(g_mu);
+    ++g_stats.host_syncs;
+  }
   return cudaSuccess;
 }
 
@@ -312,11 +316,15 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
     stream->invalidated = true;
     return fail(cudaErrorStreamCaptureUnsupported);
   }
+  std::lock_guard lk(g_mu);
+  ++g_stats.host_syncs;
   return cudaSuccess;  // everything already ran
 }
 
 cudaError_t cudaDeviceSynchronize() {
   if (capture_forbids()) return fail(cudaErrorStreamCaptureUnsupported);
+  std::lock_guard lk(g_mu);
+  ++g_stats.host_syncs;
   return cudaSuccess;
 }
 

@@ -112,6 +112,7 @@ struct ShimStats {
   uint64_t graph_nodes_run = 0;  // nodes run by cudaGraphLaunch
   uint64_t gemm_calls = 0;       // cublasGemmEx calls run (directly or from a graph)
   uint64_t live_allocations = 0; // device allocations not yet freed
+  uint64_t host_syncs = 0;       // the host waited for the device: stream/device synchronize, synchronous D2H copy
 };
 ShimStats stats();
 
