@@ -119,7 +119,7 @@ Value int_result(bool overflow, int64_t r) {
 
 std::string repeat(const std::string& s, int64_t n) {
   std::string out;
-  if (n <= 0) return out;
+  if (n <= 0 || s.empty()) return out;  // "" * 2000000000 is "" (and must not loop 2e9 times)
   int64_t total = 0;
   check_string_size(total, __builtin_mul_overflow(int64_t(s.size()), n, &total));
   check_string_size(total);
@@ -244,6 +244,7 @@ Value py_binary(ExprOp op, const Value& a, const Value& b) {
         if (seq->is_sequence()) {
           ValueList r;
           int64_t total = 0;
+          if (seq->items().empty()) return *seq;  // [] * 2000000000 is [] (without looping)
           if (n->as_int() > 0) {
             check_list_size(total, __builtin_mul_overflow(int64_t(seq->items().size()), n->as_int(), &total));
             check_list_size(total);
@@ -1128,16 +1129,23 @@ Value f_format(Renderer&, const Value& v, const CallArgs& a) {
 // indent(width=4, first=False, blank=False), including jinja2's trailing-newline handling.
 Value f_indent(Renderer&, const Value& v, const CallArgs& a) {
   const Value* w = a.arg(0, "width");
+  if (w && !w->is_string()) check_string_size(w->as_int());
   std::string ind = w && w->is_string() ? w->str_ref() : std::string(size_t(std::max<int64_t>(0, w ? w->as_int() : 4)), ' ');
   const bool first = opt_bool(a, 1, "first", false);
   const bool blank = opt_bool(a, 2, "blank", false);
   const std::vector<std::string> lines = py::splitlines(v.str() + "\n", false);
   std::string rv;
   if (blank) {
-    for (size_t i = 0; i < lines.size(); ++i) rv += (i ? "\n" + ind : "") + lines[i];
+    for (size_t i = 0; i < lines.size(); ++i) {
+      rv += (i ? "\n" + ind : "") + lines[i];
+      check_string_size(int64_t(rv.size()));
+    }
   } else if (!lines.empty()) {
     rv = lines[0];
-    for (size_t i = 1; i < lines.size(); ++i) rv += "\n" + (lines[i].empty() ? lines[i] : ind + lines[i]);
+    for (size_t i = 1; i < lines.size(); ++i) {
+      rv += "\n" + (lines[i].empty() ? lines[i] : ind + lines[i]);
+      check_string_size(int64_t(rv.size()));
+    }
   }
   return Value(first ? ind + rv : rv);
 }
@@ -1355,7 +1363,10 @@ Value f_tojson(Renderer&, const Value& v, const CallArgs& a) {
   const Value* indent = a.arg(1, "indent");
   if (indent && !indent->is_none()) {
     if (indent->is_string()) fmt.indent = indent->str_ref();
-    else if (indent->is_integral()) fmt.indent = std::string(size_t(std::max<int64_t>(0, indent->as_int())), ' ');
+    else if (indent->is_integral()) {
+      check_string_size(indent->as_int());
+      fmt.indent = std::string(size_t(std::max<int64_t>(0, indent->as_int())), ' ');
+    }
     else type_error("indent must be an int or a str");
     fmt.item_sep = ",";
   }

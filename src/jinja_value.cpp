@@ -437,6 +437,7 @@ void json_into(const Value& v, const JsonFormat& f, int level, std::string& out)
     nl = "\n";
     for (int k = 0; k <= level; ++k) nl += *f.indent;
   }
+  check_string_size(int64_t(out.size() + nl.size()));  // a huge indent × nesting
   out += is_dict ? '{' : '[';
   out += nl;
   if (is_dict) {

@@ -57,7 +57,9 @@ TEST(JinjaLimits, ValuesNestAtMost256Deep) {
 TEST(JinjaLimits, SelfReferenceIsARecursionErrorAndDoesNotLeak) {
   // (LeakSanitizer checks the "does not leak" part in the sanitizer build.)
   EXPECT_THAT(render_error("{% set ns = namespace() %}{% set ns.a = ns %}{{ ns }}"), HasSubstr("RecursionError"));
-  EXPECT_THAT(render_error("{% set ns = namespace() %}{% set ns.a = [ns] %}{{ ns.a|tojson }}"), HasSubstr("RecursionError"));
+  EXPECT_THAT(render_error("{% set ns = namespace() %}{% set ns.a = [ns] %}{{ ns.a }}"), HasSubstr("RecursionError"));
+  EXPECT_THAT(render_error("{% set ns = namespace() %}{% set ns.a = [ns] %}{{ ns.a|tojson }}"),
+              HasSubstr("Object of type Namespace is not JSON serializable"));  // as Python's json.dumps says
   EXPECT_EQ(render_error("{% set ns = namespace() %}{% set ns.a = [ns] %}x"), "");
 }
 
@@ -73,6 +75,11 @@ TEST(JinjaLimits, HugeStringsAreRefused) {
   EXPECT_THAT(render_error("{% set s = 'aaaaaaaaaa' * 100000 %}{% for i in range(100000) %}{{ s }}{% endfor %}"),
               HasSubstr(big));
   EXPECT_THAT(render_error("{{ [1] * 100000000 }}"), HasSubstr("list of more than"));
+  EXPECT_THAT(render_error("{{ 'a\nb'|indent(2000000000) }}"), HasSubstr(big));
+  EXPECT_THAT(render_error("{{ [[[1]]]|tojson(indent=60000000) }}"), HasSubstr(big));
+  // Found by the fuzzer: empty times huge used to loop two billion times (a hang).
+  jj::Template empty("{{ '' * 2000000000 }}|{{ [] * 2000000000 }}|{{ () * 3 }}");
+  EXPECT_EQ(empty.render(jj::ValueDict{}), "|[]|()");
 }
 
 TEST(JinjaLimits, RunawayLoopsAndRecursionStop) {
