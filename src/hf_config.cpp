@@ -277,7 +277,8 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
 
   c.max_position_embeddings = f.optional_positive("max_position_embeddings", arch->max_position_embeddings);
   c.rms_norm_eps = f.get_double("rms_norm_eps", arch->rms_norm_eps);
-  if (c.rms_norm_eps <= 0) fail_format(file + ": field 'rms_norm_eps' must be positive");
+  if (!(c.rms_norm_eps > 0) || !std::isfinite(c.rms_norm_eps))  // 1e999 parses as inf
+    fail_format(file + ": field 'rms_norm_eps' must be positive and finite");
 
   // RoPE: 4.x keeps rope_theta / rope_scaling at the top level; v5 nests both in rope_parameters.
   const json* rope_params = f.find("rope_parameters");
@@ -289,7 +290,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   } else if (rope_params) {
     c.rope_theta = Fields(*rope_params, file, "rope_parameters.").get_double("rope_theta", c.rope_theta);
   }
-  if (c.rope_theta <= 0) fail_format(file + ": rope_theta must be positive");
+  if (!(c.rope_theta > 0) || !std::isfinite(c.rope_theta)) fail_format(file + ": rope_theta must be positive and finite");
   if (const json* rs = f.find("rope_scaling")) {
     c.rope_scaling = parse_rope(*rs, file, "rope_scaling", /*type_required=*/true);
   } else if (rope_params) {
@@ -323,6 +324,11 @@ GenerationConfig load_generation_config(const std::string& dir) {
   if (!fs::exists(path, ec)) return g;
   std::string text;
   if (!read_file(path, &text)) fail(INFER_ERR_IO, "cannot open " + path + ": " + std::strerror(errno));
+  return parse_generation_config(text, path);
+}
+
+GenerationConfig parse_generation_config(const std::string& text, const std::string& path) {
+  GenerationConfig g;
   const json j = parse_json_object(text, path);
   Fields f(j, path);
   g.present = true;

@@ -64,5 +64,6 @@ ModelConfig load_model_config(const std::string& dir);
 ModelConfig parse_model_config(const std::string& json_text, const std::string& file_for_messages);
 // Reads DIR/generation_config.json if present (present=false otherwise); throws if malformed.
 GenerationConfig load_generation_config(const std::string& dir);
+GenerationConfig parse_generation_config(const std::string& json_text, const std::string& file_for_messages);
 
 }  // namespace infer

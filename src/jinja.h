@@ -77,6 +77,12 @@ class Value {
   bool is_namespace() const { return kind_ == Kind::kNamespace; }
   bool is_function() const { return kind_ == Kind::kFunction; }
 
+  // How deeply containers nest inside this value (0 for a scalar; a namespace counts what was ever assigned into
+  // it). Container factories refuse to nest deeper than kMaxValueDepth, so that printing, comparing and
+  // freeing a value (all recursive) stay within the stack.
+  static constexpr int kMaxValueDepth = 256;
+  int depth() const;
+
   bool as_bool() const { return std::get<bool>(data_); }
   int64_t as_int() const;   // bool or int
   double as_float() const;  // bool, int or float
@@ -100,8 +106,9 @@ class Value {
   using Data = std::variant<std::monostate, bool, int64_t, double, std::shared_ptr<const std::string>,
                             std::shared_ptr<const ValueList>, std::shared_ptr<const ValueDict>,
                             std::shared_ptr<Namespace>, std::shared_ptr<const Function>>;
-  Value(Kind k, Data d) : kind_(k), data_(std::move(d)) {}
+  Value(Kind k, Data d, int depth = 0) : kind_(k), depth_(uint16_t(depth)), data_(std::move(d)) {}
   Kind kind_ = Kind::kUndefined;
+  uint16_t depth_ = 0;  // lists, tuples, dicts (see depth())
   Data data_;
 };
 
@@ -120,6 +127,9 @@ struct ValueDict {
 struct Namespace {
   ValueDict attrs;
   bool is_loop = false;
+  int depth = 1;  // 1 + the deepest value ever assigned into attrs (Value::depth)
+  // Assigns an attribute; refuses a value that would nest deeper than Value::kMaxValueDepth.
+  void set_attr(Value key, Value value);
 };
 
 // Positional and keyword arguments of a call.

@@ -25,6 +25,25 @@ struct TemplateError {
 // A Python-level error while rendering (TypeError, UndefinedError, …).
 [[noreturn]] inline void render_error(std::string msg) { raise(INFER_ERR_INVALID_ARG, std::move(msg)); }
 
+// Resource limits of one render, so that a hostile template or conversation fails with an error instead of
+// exhausting memory or time (jinja2 has none: Python would raise MemoryError or run forever). Far above what a
+// chat template needs: a prompt for a 128K-token context is about 0.5 MiB of text.
+constexpr int64_t kMaxStringBytes = int64_t(1) << 26;  // any string the template builds, the output included
+constexpr int64_t kMaxListItems = int64_t(1) << 22;    // items of a list the template builds
+constexpr int64_t kMaxSteps = 250000;                  // statements executed + loop iterations
+// Fails if a string of `bytes` (a product or sum computed by the caller, `overflow` if it did not fit) would
+// pass kMaxStringBytes.
+inline void check_string_size(int64_t bytes, bool overflow = false) {
+  if (overflow || bytes > kMaxStringBytes)
+    render_error("MemoryError: the template would build a string larger than " +
+                 std::to_string(kMaxStringBytes >> 20) + " MiB");
+}
+inline void check_list_size(int64_t items, bool overflow = false) {
+  if (overflow || items > kMaxListItems)
+    render_error("MemoryError: the template would build a list of more than " + std::to_string(kMaxListItems) +
+                 " items");
+}
+
 struct Expr;
 using ExprPtr = std::unique_ptr<Expr>;
 

@@ -119,7 +119,10 @@ Value int_result(bool overflow, int64_t r) {
 
 std::string repeat(const std::string& s, int64_t n) {
   std::string out;
-  if (n <= 0) return out;
+  if (n <= 0 || s.empty()) return out;  // "" * 2000000000 is "" (and must not loop 2e9 times)
+  int64_t total = 0;
+  check_string_size(total, __builtin_mul_overflow(int64_t(s.size()), n, &total));
+  check_string_size(total);
   out.reserve(s.size() * size_t(n));
   for (int64_t i = 0; i < n; ++i) out += s;
   return out;
@@ -220,8 +223,12 @@ Value py_binary(ExprOp op, const Value& a, const Value& b) {
   }
   switch (op) {
     case ExprOp::kAdd:
-      if (a.is_string() && b.is_string()) return Value(a.str_ref() + b.str_ref());
+      if (a.is_string() && b.is_string()) {
+        check_string_size(int64_t(a.str_ref().size() + b.str_ref().size()));
+        return Value(a.str_ref() + b.str_ref());
+      }
       if ((a.is_list() && b.is_list()) || (a.is_tuple() && b.is_tuple())) {
+        check_list_size(int64_t(a.items().size() + b.items().size()));
         ValueList r = a.items();
         r.insert(r.end(), b.items().begin(), b.items().end());
         return a.is_list() ? Value::list(std::move(r)) : Value::tuple(std::move(r));
@@ -236,6 +243,12 @@ Value py_binary(ExprOp op, const Value& a, const Value& b) {
         if (seq->is_string()) return Value(repeat(seq->str_ref(), n->as_int()));
         if (seq->is_sequence()) {
           ValueList r;
+          int64_t total = 0;
+          if (seq->items().empty()) return *seq;  // [] * 2000000000 is [] (without looping)
+          if (n->as_int() > 0) {
+            check_list_size(total, __builtin_mul_overflow(int64_t(seq->items().size()), n->as_int(), &total));
+            check_list_size(total);
+          }
           for (int64_t i = 0; i < n->as_int(); ++i) r.insert(r.end(), seq->items().begin(), seq->items().end());
           return seq->is_list() ? Value::list(std::move(r)) : Value::tuple(std::move(r));
         }
@@ -324,6 +337,7 @@ int64_t to_int_for_format(const Value& v, char conv) {
 std::string pad(const std::string& s, int64_t width, bool left_align, char fill = ' ') {
   const int64_t len = int64_t(py::length(s));
   if (width <= len) return s;
+  check_string_size(width);
   const std::string padding(size_t(width - len), fill);
   return left_align ? s + padding : padding + s;
 }
@@ -374,7 +388,10 @@ std::string percent_format(std::string_view fmt, const Value& args) {
     int64_t width = -1, prec = -1;
     if (i < fmt.size() && fmt[i] == '*') width = take().as_int(), ++i;
     else
-      while (i < fmt.size() && fmt[i] >= '0' && fmt[i] <= '9') width = (width < 0 ? 0 : width * 10) + (fmt[i++] - '0');
+      while (i < fmt.size() && fmt[i] >= '0' && fmt[i] <= '9') {
+        width = (width < 0 ? 0 : width * 10) + (fmt[i++] - '0');
+        check_string_size(width);  // also keeps width * 10 from overflowing
+      }
     if (i < fmt.size() && fmt[i] == '.') {
       ++i;
       prec = 0;
@@ -469,7 +486,10 @@ std::string format_spec(const Value& v, std::string_view spec) {
     ++i;
   }
   int64_t width = 0;
-  while (i < spec.size() && spec[i] >= '0' && spec[i] <= '9') width = width * 10 + (spec[i++] - '0');
+  while (i < spec.size() && spec[i] >= '0' && spec[i] <= '9') {
+    width = width * 10 + (spec[i++] - '0');
+    check_string_size(width);  // also keeps width * 10 from overflowing
+  }
   bool comma = false;
   if (i < spec.size() && (spec[i] == ',' || spec[i] == '_')) comma = true, ++i;
   int64_t prec = -1;
@@ -752,6 +772,7 @@ Value str_method(Renderer& r, const std::string& s, std::string_view m, const Ca
         type_error("sequence item " + std::to_string(i) + ": expected str instance, " + items[i].type_name() + " found");
       if (i) out += s;
       out += items[i].str_ref();
+      check_string_size(int64_t(out.size()));
     }
     return Value(std::move(out));
   }
@@ -775,6 +796,7 @@ Value str_method(Renderer& r, const std::string& s, std::string_view m, const Ca
     if (width <= len) return Value(s);
     std::string fill = " ";
     if (const Value* f = a.arg(1, "fillchar")) fill = need_str(f, "fillchar");
+    check_string_size(width * int64_t(std::max<size_t>(1, std::min<size_t>(fill.size(), 4))));
     const int64_t marg = width - len;
     int64_t left;
     if (m == "center") left = marg / 2 + (marg & width & 1);
@@ -1107,16 +1129,23 @@ Value f_format(Renderer&, const Value& v, const CallArgs& a) {
 // indent(width=4, first=False, blank=False), including jinja2's trailing-newline handling.
 Value f_indent(Renderer&, const Value& v, const CallArgs& a) {
   const Value* w = a.arg(0, "width");
+  if (w && !w->is_string()) check_string_size(w->as_int());
   std::string ind = w && w->is_string() ? w->str_ref() : std::string(size_t(std::max<int64_t>(0, w ? w->as_int() : 4)), ' ');
   const bool first = opt_bool(a, 1, "first", false);
   const bool blank = opt_bool(a, 2, "blank", false);
   const std::vector<std::string> lines = py::splitlines(v.str() + "\n", false);
   std::string rv;
   if (blank) {
-    for (size_t i = 0; i < lines.size(); ++i) rv += (i ? "\n" + ind : "") + lines[i];
+    for (size_t i = 0; i < lines.size(); ++i) {
+      rv += (i ? "\n" + ind : "") + lines[i];
+      check_string_size(int64_t(rv.size()));
+    }
   } else if (!lines.empty()) {
     rv = lines[0];
-    for (size_t i = 1; i < lines.size(); ++i) rv += "\n" + (lines[i].empty() ? lines[i] : ind + lines[i]);
+    for (size_t i = 1; i < lines.size(); ++i) {
+      rv += "\n" + (lines[i].empty() ? lines[i] : ind + lines[i]);
+      check_string_size(int64_t(rv.size()));
+    }
   }
   return Value(first ? ind + rv : rv);
 }
@@ -1141,6 +1170,7 @@ Value f_join(Renderer& r, const Value& v, const CallArgs& a) {
     if (i) out += sep;
     const Value x = attribute && !attribute->is_none() ? get_attr_path(r, items[i], attr_parts(*attribute)) : items[i];
     out += x.str();
+    check_string_size(int64_t(out.size()));
   }
   return Value(std::move(out));
 }
@@ -1333,7 +1363,10 @@ Value f_tojson(Renderer&, const Value& v, const CallArgs& a) {
   const Value* indent = a.arg(1, "indent");
   if (indent && !indent->is_none()) {
     if (indent->is_string()) fmt.indent = indent->str_ref();
-    else if (indent->is_integral()) fmt.indent = std::string(size_t(std::max<int64_t>(0, indent->as_int())), ' ');
+    else if (indent->is_integral()) {
+      check_string_size(indent->as_int());
+      fmt.indent = std::string(size_t(std::max<int64_t>(0, indent->as_int())), ' ');
+    }
     else type_error("indent must be an int or a str");
     fmt.item_sep = ",";
   }

@@ -63,14 +63,17 @@ Renderer::Flow Renderer::exec(const Body& body, Frame& f, std::string& out) {
 // so errors name the innermost statement that failed.
 Renderer::Flow Renderer::exec_stmt(const Stmt& s, Frame& f, std::string& out) {
   try {
+    step();
     switch (s.kind) {
       case StmtKind::kData:
         out += s.text;
+        check_string_size(int64_t(out.size()));
         return Flow::kNormal;
       case StmtKind::kOutput: {
         const Value v = eval(*s.expr, f);
         if (v.is_string()) out += v.str_ref();
         else out += v.str();
+        check_string_size(int64_t(out.size()));
         return Flow::kNormal;
       }
       case StmtKind::kIf:  // an elif is a kIf alone in else_body
@@ -92,8 +95,10 @@ Renderer::Flow Renderer::exec_stmt(const Stmt& s, Frame& f, std::string& out) {
         // caller() renders the block body in a scope under the call site, with its own parameters.
         const Stmt* def = &s;
         Frame* site = &f;
+        pinned_ = frames_.size();
         Value caller = Value::function("caller", [this, def, site](const CallArgs& a) -> Value {
           if (++depth_ > kMaxDepth) render_error("RecursionError: macro calls nested too deeply");
+          const size_t mark = frames_.size();
           Frame& cf = new_frame(site);
           for (size_t i = 0; i < def->params.size(); ++i) {
             const Value* v = a.arg(i, def->params[i]);
@@ -105,6 +110,7 @@ Renderer::Flow Renderer::exec_stmt(const Stmt& s, Frame& f, std::string& out) {
           std::string body;
           exec(def->body, cf, body);
           --depth_;
+          if (pinned_ <= mark) frames_.resize(mark);  // the call's scopes, unless a macro made inside holds them
           return Value(std::move(body));
         });
         const Value v = eval_call(*s.expr, f, &caller);
@@ -149,44 +155,52 @@ Renderer::Flow Renderer::exec_for(const Stmt& s, Frame& f, std::string& out) {
   if (s.cond) {  // `for x in xs if cond`: filtered before the loop (loop.length counts the kept ones)
     ValueList kept;
     for (auto& it : items) {
+      step();
+      const size_t mark = frames_.size();
       Frame& probe = new_frame(&f);
       assign(*s.target, it, probe);
       if (eval(*s.cond, probe).truthy()) kept.push_back(std::move(it));
+      if (pinned_ <= mark) frames_.resize(mark);
     }
     items = std::move(kept);
   }
   if (items.empty()) return exec(s.else_body, f, out);
   const int64_t n = int64_t(items.size());
+  // The loop object's keys and methods are made once per loop (an iteration then costs a few allocations, not
+  // dozens). As in jinja2, whose LoopContext is one object advanced by the loop, cycle() reads the current index.
+  static const Value kKeys[] = {Value("index"), Value("index0"), Value("revindex"), Value("revindex0"), Value("first"),
+                                Value("last"), Value("length"), Value("depth"), Value("depth0"), Value("previtem"),
+                                Value("nextitem"), Value("cycle"), Value("changed")};
+  auto index0 = std::make_shared<int64_t>(0);
+  const Value cycle = Value::function("cycle", [index0](const CallArgs& c) -> Value {
+    if (c.pos.empty()) render_error("TypeError: no items for cycling given");
+    return c.pos[size_t(*index0) % c.pos.size()];
+  });
   auto changed_last = std::make_shared<std::optional<ValueList>>();
+  const Value changed = Value::function("changed", [changed_last](const CallArgs& c) -> Value {
+    if (*changed_last && **changed_last == c.pos) return Value(false);
+    *changed_last = c.pos;
+    return Value(true);
+  });
   for (int64_t i = 0; i < n; ++i) {
+    step();
+    // The iteration's scopes are dropped when it ends, unless a macro or caller() made since may point into them.
+    const size_t mark = frames_.size();
     Frame& iter = new_frame(&f);
     assign(*s.target, items[size_t(i)], iter);
+    *index0 = i;
     auto loop = std::make_shared<Namespace>();
     loop->is_loop = true;
     ValueDict& a = loop->attrs;
     a.entries.reserve(13);
-    a.entries.emplace_back(Value("index"), Value(i + 1));
-    a.entries.emplace_back(Value("index0"), Value(i));
-    a.entries.emplace_back(Value("revindex"), Value(n - i));
-    a.entries.emplace_back(Value("revindex0"), Value(n - i - 1));
-    a.entries.emplace_back(Value("first"), Value(i == 0));
-    a.entries.emplace_back(Value("last"), Value(i == n - 1));
-    a.entries.emplace_back(Value("length"), Value(n));
-    a.entries.emplace_back(Value("depth"), Value(1));
-    a.entries.emplace_back(Value("depth0"), Value(0));
-    a.entries.emplace_back(Value("previtem"), i > 0 ? items[size_t(i - 1)] : Value::undefined("there is no previous item"));
-    a.entries.emplace_back(Value("nextitem"), i + 1 < n ? items[size_t(i + 1)] : Value::undefined("there is no next item"));
-    a.entries.emplace_back(Value("cycle"), Value::function("cycle", [i](const CallArgs& c) -> Value {
-      if (c.pos.empty()) render_error("TypeError: no items for cycling given");
-      return c.pos[size_t(i) % c.pos.size()];
-    }));
-    a.entries.emplace_back(Value("changed"), Value::function("changed", [changed_last](const CallArgs& c) -> Value {
-      if (*changed_last && **changed_last == c.pos) return Value(false);
-      *changed_last = c.pos;
-      return Value(true);
-    }));
+    const Value vals[] = {Value(i + 1), Value(i), Value(n - i), Value(n - i - 1), Value(i == 0), Value(i == n - 1),
+                          Value(n), Value(1), Value(0),
+                          i > 0 ? items[size_t(i - 1)] : Value::undefined("there is no previous item"),
+                          i + 1 < n ? items[size_t(i + 1)] : Value::undefined("there is no next item"), cycle, changed};
+    for (size_t k = 0; k < 13; ++k) a.entries.emplace_back(kKeys[k], vals[k]);
     iter.set("loop", Value::ns(std::move(loop)));
     const Flow fl = exec(s.body, iter, out);
+    if (pinned_ <= mark) frames_.resize(mark);
     if (fl == Flow::kBreak) break;
   }
   return Flow::kNormal;
@@ -198,8 +212,10 @@ Renderer::Flow Renderer::exec_for(const Stmt& s, Frame& f, std::string& out) {
 Value Renderer::make_macro(const Stmt& s, Frame& f) {
   const Stmt* def = &s;
   Frame* closure = &f;
+  pinned_ = frames_.size();
   Value fn = Value::function(s.text, [this, def, closure](const CallArgs& a) -> Value {
     if (++depth_ > kMaxDepth) render_error("RecursionError: macro calls nested too deeply");
+    const size_t mark = frames_.size();
     Frame& mf = new_frame(closure);
     const size_t np = def->params.size();
     const size_t first_default = np - def->defaults.size();
@@ -235,6 +251,7 @@ Value Renderer::make_macro(const Stmt& s, Frame& f) {
     std::string body;
     exec(def->body, mf, body);
     --depth_;
+    if (pinned_ <= mark) frames_.resize(mark);  // the call's scopes, unless a macro made inside holds them
     return Value(std::move(body));
   }, /*is_macro=*/true);
   return fn;
@@ -260,7 +277,7 @@ void Renderer::assign(const Expr& target, const Value& v, Frame& f) {
       if (!ns.is_namespace() || ns.ns_ref().is_loop)
         render_error("TemplateRuntimeError: cannot assign attribute on non-namespace object ('" +
                      target.value.str_ref() + "')");
-      ns.ns_ref().attrs.set(Value(target.name), v);
+      ns.ns_ref().set_attr(Value(target.name), v);
       return;
     }
     default: render_error("cannot assign to this expression");
@@ -313,8 +330,9 @@ Value Renderer::builtin_global(std::string_view name) {
     });
   }
   if (name == "namespace") {
-    return Value::function("namespace", [](const CallArgs& a) -> Value {
+    return Value::function("namespace", [this](const CallArgs& a) -> Value {
       auto n = std::make_shared<Namespace>();
+      namespaces_.push_back(n);
       if (!a.pos.empty()) {
         if (!a.pos[0].is_dict() || a.pos.size() > 1) render_error("TypeError: namespace() takes one mapping argument");
         n->attrs = a.pos[0].dict_ref();
@@ -523,6 +541,7 @@ Value Renderer::eval(const Expr& e, Frame& f) {
         const Value v = eval(*a, f);
         if (v.is_string()) s += v.str_ref();
         else s += v.str();
+        check_string_size(int64_t(s.size()));
       }
       return Value(std::move(s));
     }

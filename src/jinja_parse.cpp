@@ -71,6 +71,27 @@ class Parser {
   [[noreturn]] void fail(const std::string& msg, int line = 0) const {
     raise(INFER_ERR_FORMAT, "syntax error: " + msg, line ? line : cur().line);
   }
+
+  // Bounds how deep expressions and blocks nest (each nested bracket, unary operator, block, or link of a
+  // left-associative operator chain is a level), so that neither this recursive-descent parser nor the
+  // renderer walking the tree can run out of stack on hostile input. Python refuses such source too
+  // ("too many nested parentheses", RecursionError during compilation). Levels are released on scope exit.
+  static constexpr int kMaxNesting = 200;
+  struct Nesting {
+    explicit Nesting(Parser& p) : p_(p) {}
+    ~Nesting() { p_.nest_ -= n_; }
+    Nesting(const Nesting&) = delete;
+    Nesting& operator=(const Nesting&) = delete;
+    void enter() {
+      ++n_;
+      if (++p_.nest_ > kMaxNesting)
+        p_.fail("expressions or blocks nested more than " + std::to_string(kMaxNesting) + " levels deep");
+    }
+
+   private:
+    Parser& p_;
+    int n_ = 0;
+  };
   void expect_op(std::string_view op) {
     if (!skip_op(op)) fail("expected '" + std::string(op) + "', got " + token_text(cur()));
   }
@@ -146,6 +167,8 @@ class Parser {
   // One {% … %} statement. jinja2's statements that need a loader (include, extends, import, …)
   // and extensions transformers does not enable are refused with the line number.
   StmtPtr parse_statement() {
+    Nesting nest(*this);
+    nest.enter();
     const Token& tk = cur();
     if (tk.type != Tok::kName) fail("tag name expected, got " + token_text(tk));
     const std::string name = tk.value;
@@ -421,7 +444,9 @@ class Parser {
       if (!soft) check_resolved(*expr1);
       return expr1;
     }
+    Nesting nest(*this);
     while (skip_name("if")) {
+      nest.enter();
       const int line = cur().line;
       ExprPtr expr2 = parse_or();
       ExprPtr expr3;
@@ -477,7 +502,9 @@ class Parser {
 
   ExprPtr parse_or() {
     ExprPtr left = parse_and();
+    Nesting nest(*this);
     while (is_name("or")) {
+      nest.enter();
       const int line = cur().line;
       next();
       left = binary(ExprOp::kOr, std::move(left), parse_and(), line);
@@ -487,7 +514,9 @@ class Parser {
 
   ExprPtr parse_and() {
     ExprPtr left = parse_not();
+    Nesting nest(*this);
     while (is_name("and")) {
+      nest.enter();
       const int line = cur().line;
       next();
       left = binary(ExprOp::kAnd, std::move(left), parse_not(), line);
@@ -497,6 +526,8 @@ class Parser {
 
   ExprPtr parse_not() {
     if (is_name("not")) {
+      Nesting nest(*this);
+      nest.enter();
       const int line = cur().line;
       next();
       auto e = make(ExprOp::kNot, line);
@@ -539,7 +570,9 @@ class Parser {
 
   ExprPtr parse_math1() {
     ExprPtr left = parse_concat();
+    Nesting nest(*this);
     while (is_op("+") || is_op("-")) {
+      nest.enter();
       const ExprOp op = is_op("+") ? ExprOp::kAdd : ExprOp::kSub;
       const int line = cur().line;
       next();
@@ -560,7 +593,9 @@ class Parser {
 
   ExprPtr parse_math2() {
     ExprPtr left = parse_pow();
+    Nesting nest(*this);
     while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
+      nest.enter();
       const ExprOp op = is_op("*") ? ExprOp::kMul : is_op("/") ? ExprOp::kDiv : is_op("//") ? ExprOp::kFloorDiv : ExprOp::kMod;
       const int line = cur().line;
       next();
@@ -571,7 +606,9 @@ class Parser {
 
   ExprPtr parse_pow() {
     ExprPtr left = parse_unary(true);
+    Nesting nest(*this);
     while (is_op("**")) {
+      nest.enter();
       const int line = cur().line;
       next();
       left = binary(ExprOp::kPow, std::move(left), parse_unary(true), line);
@@ -582,6 +619,8 @@ class Parser {
   // -x|abs parses as (-x)|abs: the operand of a unary sign is parsed without filters, and the
   // filters that follow apply to the negation (jinja2's parse_unary(with_filter=False)).
   ExprPtr parse_unary(bool with_filter) {
+    Nesting nest(*this);
+    nest.enter();
     const int line = cur().line;
     ExprPtr node;
     if (is_op("-") || is_op("+")) {
@@ -678,7 +717,9 @@ class Parser {
   }
 
   ExprPtr parse_postfix(ExprPtr node) {
+    Nesting nest(*this);
     for (;;) {
+      if (is_op(".") || is_op("[") || is_op("(")) nest.enter();
       if (is_op(".") || is_op("[")) node = parse_subscript(std::move(node));
       else if (is_op("(")) node = parse_call(std::move(node));
       else return node;
@@ -686,7 +727,9 @@ class Parser {
   }
 
   ExprPtr parse_filter_expr(ExprPtr node) {
+    Nesting nest(*this);
     for (;;) {
+      if (is_op("|") || is_name("is") || is_op("(")) nest.enter();
       if (is_op("|")) node = parse_filter(std::move(node), false);
       else if (is_name("is")) node = parse_test(std::move(node));
       else if (is_op("(")) node = parse_call(std::move(node));
@@ -792,7 +835,9 @@ class Parser {
 
   // `| name(args) | …`; node is null in a filter block (the body is the input).
   ExprPtr parse_filter(ExprPtr node, bool start_inline) {
+    Nesting nest(*this);
     while (is_op("|") || start_inline) {
+      nest.enter();
       if (!start_inline) next();
       start_inline = false;
       const int line = cur().line;
@@ -850,6 +895,7 @@ class Parser {
   std::vector<OpenBlock> open_;  // blocks being parsed, innermost last (for error messages)
   size_t i_ = 0;
   int loop_depth_ = 0;
+  int nest_ = 0;  // nesting levels entered (Nesting)
   bool soft_ = false;  // inside an if / conditional expression (jinja2's soft frame)
 };
 

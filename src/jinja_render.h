@@ -23,6 +23,13 @@ struct Frame {
 class Renderer {
  public:
   Renderer(const Program& prog, const RenderOptions& ro) : prog_(prog), ro_(ro) {}
+  // Empties every namespace() of the render: one that holds itself (ns.a = ns, directly or through lists) is a
+  // shared_ptr cycle that would otherwise never be freed.
+  ~Renderer() {
+    for (auto& n : namespaces_) n->attrs.entries.clear();
+  }
+  Renderer(const Renderer&) = delete;
+  Renderer& operator=(const Renderer&) = delete;
   std::string render(const ValueDict& vars);
 
   // Python/jinja2 operations, also used by filters.
@@ -50,8 +57,18 @@ class Renderer {
 
   const Program& prog_;
   const RenderOptions& ro_;
-  std::deque<Frame> frames_;  // every scope of this render (macros may keep pointers to them)
+  // Counts statements and loop iterations against kMaxSteps (a runaway loop or recursion fails, not hangs).
+  void step() {
+    if (++steps_ > kMaxSteps)
+      render_error("RuntimeError: the template ran more than " + std::to_string(kMaxSteps) +
+                   " statements and loop iterations (a runaway loop?)");
+  }
+
+  std::deque<Frame> frames_;  // scopes of this render (macros may keep pointers to them)
+  size_t pinned_ = 0;         // frames_[0, pinned_) may be referenced by a macro or caller() and must stay
   int depth_ = 0;             // macro/call recursion depth
+  int64_t steps_ = 0;
+  std::vector<std::shared_ptr<Namespace>> namespaces_;  // made by namespace(), emptied at the end
 };
 
 // ---- shared Python semantics (jinja_builtins.cpp) -------------------------------------------------

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "common.h"
 #include "jinja_ast.h"
 #include "jinja_pystr.h"
 
@@ -15,10 +16,50 @@ namespace infer::jinja {
 Value Value::undefined(std::string hint) {
   return Value(Kind::kUndefined, std::make_shared<const std::string>(std::move(hint)));
 }
-Value Value::list(ValueList items) { return Value(Kind::kList, std::make_shared<const ValueList>(std::move(items))); }
-Value Value::tuple(ValueList items) { return Value(Kind::kTuple, std::make_shared<const ValueList>(std::move(items))); }
-Value Value::dict(ValueDict d) { return Value(Kind::kDict, std::make_shared<const ValueDict>(std::move(d))); }
-Value Value::ns(std::shared_ptr<Namespace> n) { return Value(Kind::kNamespace, std::move(n)); }
+namespace {
+// 1 + the deepest of `depths`, refused past kMaxValueDepth (Python would hit its recursion limit printing it).
+template <typename It, typename F>
+int container_depth(It begin, It end, F depth_of) {
+  int d = 0;
+  for (It it = begin; it != end; ++it) d = std::max(d, depth_of(*it));
+  if (d + 1 > Value::kMaxValueDepth)
+    render_error("RecursionError: the template would nest containers more than " +
+                 std::to_string(Value::kMaxValueDepth) + " levels deep");
+  return d + 1;
+}
+int entry_depth(const std::pair<Value, Value>& e) { return std::max(e.first.depth(), e.second.depth()); }
+}  // namespace
+
+int Value::depth() const {
+  if (kind_ == Kind::kNamespace) return ns_ref().depth;
+  return depth_;
+}
+
+Value Value::list(ValueList items) {
+  const int d = container_depth(items.begin(), items.end(), [](const Value& v) { return v.depth(); });
+  return Value(Kind::kList, std::make_shared<const ValueList>(std::move(items)), d);
+}
+Value Value::tuple(ValueList items) {
+  const int d = container_depth(items.begin(), items.end(), [](const Value& v) { return v.depth(); });
+  return Value(Kind::kTuple, std::make_shared<const ValueList>(std::move(items)), d);
+}
+Value Value::dict(ValueDict dict) {
+  const int d = container_depth(dict.entries.begin(), dict.entries.end(), entry_depth);
+  return Value(Kind::kDict, std::make_shared<const ValueDict>(std::move(dict)), d);
+}
+Value Value::ns(std::shared_ptr<Namespace> n) {
+  n->depth = std::max(n->depth, container_depth(n->attrs.entries.begin(), n->attrs.entries.end(), entry_depth));
+  return Value(Kind::kNamespace, std::move(n));
+}
+
+void Namespace::set_attr(Value key, Value value) {
+  const int d = 1 + std::max(key.depth(), value.depth());
+  if (d > Value::kMaxValueDepth)
+    render_error("RecursionError: the template would nest containers more than " +
+                 std::to_string(Value::kMaxValueDepth) + " levels deep");
+  depth = std::max(depth, d);
+  attrs.set(std::move(key), std::move(value));
+}
 Value Value::function(std::string name, std::function<Value(const CallArgs&)> fn, bool is_macro) {
   auto f = std::make_shared<Function>();
   f->name = std::move(name);
@@ -141,8 +182,24 @@ void dict_repr(const ValueDict& d, std::string& out) {
   out += '}';
 }
 
+// Bounds the recursion of printing: a namespace can contain itself (ns.a = ns), which Python would print
+// until its recursion limit.
+thread_local int t_print_depth = 0;
+struct PrintDepth {
+  PrintDepth() {
+    if (++t_print_depth > 2 * Value::kMaxValueDepth) {
+      --t_print_depth;
+      render_error("RecursionError: maximum recursion depth exceeded while getting the repr of an object");
+    }
+  }
+  ~PrintDepth() { --t_print_depth; }
+  PrintDepth(const PrintDepth&) = delete;
+  PrintDepth& operator=(const PrintDepth&) = delete;
+};
+
 // Python str() of a value, which is what {{ }} and ~ print: True/None/1.0, containers by repr().
 void str_into(const Value& v, std::string& out) {
+  const PrintDepth guard;
   switch (v.kind()) {
     case Kind::kUndefined: return;
     case Kind::kNone: out += "None"; return;
@@ -255,7 +312,19 @@ const Value* CallArgs::arg(size_t i, std::string_view name) const {
 }
 
 // JSON → values. Integers beyond int64 become floats (Python would keep them exact).
-Value from_json(const nlohmann::ordered_json& j) {
+namespace {
+// JSON deeper than this is refused with infer::Error (the renderer, str() and tojson recurse over values).
+constexpr int kMaxJsonDepth = 128;
+Value from_json_at(const nlohmann::ordered_json& j, int depth);
+}  // namespace
+
+Value from_json(const nlohmann::ordered_json& j) { return from_json_at(j, 0); }
+
+namespace {
+Value from_json_at(const nlohmann::ordered_json& j, int depth) {
+  if (depth > kMaxJsonDepth && (j.is_array() || j.is_object()))
+    fail(INFER_ERR_INVALID_ARG, "the JSON given to the chat template nests more than " +
+                                    std::to_string(kMaxJsonDepth) + " levels deep");
   switch (j.type()) {
     case nlohmann::ordered_json::value_t::null: return Value(nullptr);
     case nlohmann::ordered_json::value_t::boolean: return Value(j.get<bool>());
@@ -269,18 +338,20 @@ Value from_json(const nlohmann::ordered_json& j) {
     case nlohmann::ordered_json::value_t::array: {
       ValueList items;
       items.reserve(j.size());
-      for (const auto& e : j) items.push_back(from_json(e));
+      for (const auto& e : j) items.push_back(from_json_at(e, depth + 1));
       return Value::list(std::move(items));
     }
     case nlohmann::ordered_json::value_t::object: {
       ValueDict d;
       d.entries.reserve(j.size());
-      for (auto it = j.begin(); it != j.end(); ++it) d.entries.emplace_back(Value(it.key()), from_json(it.value()));
+      for (auto it = j.begin(); it != j.end(); ++it)
+        d.entries.emplace_back(Value(it.key()), from_json_at(it.value(), depth + 1));
       return Value::dict(std::move(d));
     }
     default: return Value(nullptr);  // binary / discarded: not produced by the JSON parser
   }
 }
+}  // namespace
 
 namespace {
 
@@ -339,6 +410,7 @@ std::string json_key(const Value& k) {
 // json.dumps layout: one line with the separators, or with indent one item per line and the
 // closing bracket at the parent's depth; empty containers stay [] / {}.
 void json_into(const Value& v, const JsonFormat& f, int level, std::string& out) {
+  const PrintDepth guard;
   switch (v.kind()) {
     case Kind::kNone: out += "null"; return;
     case Kind::kBool: out += v.as_bool() ? "true" : "false"; return;
@@ -365,6 +437,7 @@ void json_into(const Value& v, const JsonFormat& f, int level, std::string& out)
     nl = "\n";
     for (int k = 0; k <= level; ++k) nl += *f.indent;
   }
+  check_string_size(int64_t(out.size() + nl.size()));  // a huge indent × nesting
   out += is_dict ? '{' : '[';
   out += nl;
   if (is_dict) {

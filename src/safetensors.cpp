@@ -294,6 +294,30 @@ std::unique_ptr<SafeTensors> SafeTensors::open_file(const std::string& path) {
   return st;
 }
 
+std::map<std::string, std::vector<std::string>> parse_shard_index(const std::string& text, const std::string& ipath) {
+  json index;
+  try {
+    index = json::parse(text);
+  } catch (const json::exception& e) {
+    fail_format(ipath + ": malformed JSON: " + e.what());
+  }
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+    fail_format(ipath + ": no \"weight_map\" object");
+  // shard file → tensors the index puts there; std::map keeps the shards in sorted order.
+  std::map<std::string, std::vector<std::string>> by_shard;
+  for (const auto& [tensor, file] : index["weight_map"].items()) {
+    if (!file.is_string())
+      fail_format(ipath + ": weight_map entry for tensor " + tensor + " is not a file name: " + json_excerpt(file));
+    const std::string& fname = file.get_ref<const std::string&>();
+    if (fname.empty() || escapes_dir(fname))
+      fail_format(ipath + ": weight_map entry for tensor " + tensor + " names '" + fname +
+                  "', which is not a file inside the model directory");
+    by_shard[fname].push_back(tensor);
+  }
+  if (by_shard.empty()) fail_format(ipath + ": weight_map is empty");
+  return by_shard;
+}
+
 std::unique_ptr<SafeTensors> SafeTensors::open_dir(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
@@ -307,26 +331,7 @@ std::unique_ptr<SafeTensors> SafeTensors::open_dir(const std::string& dir) {
 
   if (fs::exists(index_path, ec)) {
     const std::string ipath = index_path.string();
-    json index;
-    try {
-      index = json::parse(read_text_file(ipath));
-    } catch (const json::exception& e) {
-      fail_format(ipath + ": malformed JSON: " + e.what());
-    }
-    if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
-      fail_format(ipath + ": no \"weight_map\" object");
-    // shard file → tensors the index puts there; std::map keeps the shards in sorted order.
-    std::map<std::string, std::vector<std::string>> by_shard;
-    for (const auto& [tensor, file] : index["weight_map"].items()) {
-      if (!file.is_string())
-        fail_format(ipath + ": weight_map entry for tensor " + tensor + " is not a file name: " + json_excerpt(file));
-      const std::string& fname = file.get_ref<const std::string&>();
-      if (fname.empty() || escapes_dir(fname))
-        fail_format(ipath + ": weight_map entry for tensor " + tensor + " names '" + fname +
-                    "', which is not a file inside the model directory");
-      by_shard[fname].push_back(tensor);
-    }
-    if (by_shard.empty()) fail_format(ipath + ": weight_map is empty");
+    const auto by_shard = parse_shard_index(read_text_file(ipath), ipath);
     for (const auto& [fname, names] : by_shard) {
       const fs::path shard = base / fname;
       if (!fs::is_regular_file(shard, ec))

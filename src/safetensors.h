@@ -75,6 +75,11 @@ class SafeTensors {
   std::string location_;
 };
 
+// Parses the text of model.safetensors.index.json (`path` names it in messages): shard file → the tensors the
+// weight_map puts there (shards sorted). Throws INFER_ERR_FORMAT for malformed JSON, a missing or empty weight_map,
+// or a file name that is not a plain path inside the model directory.
+std::map<std::string, std::vector<std::string>> parse_shard_index(const std::string& text, const std::string& path);
+
 // Writes float32/int32 tensors to a safetensors file (used by `infer dump`). Writes PATH.tmp and renames.
 struct WriteTensor {
   std::string name;

@@ -52,6 +52,9 @@ class Session {
   int64_t logits_rows_ = 0;
   bool mtp_ = true;
   bool host_logits_ = true;
+
+  // Throws if a logit row holds NaN or Inf, naming the checkpoint tensors that do (or saying none does).
+  void check_logits(const float* rows, int64_t n_rows, int64_t first_pos) const;
 };
 
 }  // namespace infer

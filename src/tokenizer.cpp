@@ -406,6 +406,9 @@ struct EncodeScratch {
 class HfTokenizer final : public Tokenizer {
  public:
   explicit HfTokenizer(const std::string& dir);
+  // From the texts of tokenizer.json and (if not null) tokenizer_config.json; paths name them in messages.
+  HfTokenizer(const std::string& tokenizer_json, const std::string& tok_path, const std::string* config_json,
+              const std::string& cfg_path);
 
   std::vector<int32_t> encode(std::string_view text, bool add_special) const override;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special) const override;
@@ -420,8 +423,9 @@ class HfTokenizer final : public Tokenizer {
   const std::string& chat_template() const override { return chat_template_; }
 
  private:
-  void load_tokenizer_json(const std::string& path);
-  void load_config(const std::string& path);
+  void load_tokenizer_json(const std::string& text, const std::string& path);
+  void load_config(const std::string& text, const std::string& path);
+  void finish_special_ids();
   void parse_normalizer(const JsonReader& r, const json& j, const std::string& path);
   void parse_pre_tokenizer(const JsonReader& r, const json& j, const std::string& path);
   void parse_decoder(const JsonReader& r, const json& j, const std::string& path);
@@ -456,26 +460,36 @@ class HfTokenizer final : public Tokenizer {
 
 HfTokenizer::HfTokenizer(const std::string& dir) {
   const std::string tok_path = dir + "/tokenizer.json";
-  load_tokenizer_json(tok_path);
+  load_tokenizer_json(read_file(tok_path), tok_path);
   prefix_ = template_prefix_;
   suffix_ = template_suffix_;
   const std::string cfg_path = dir + "/tokenizer_config.json";
-  if (file_exists(cfg_path)) load_config(cfg_path);
+  if (file_exists(cfg_path)) load_config(read_file(cfg_path), cfg_path);
   if (chat_template_.empty() && file_exists(dir + "/chat_template.jinja")) {
     chat_template_ = read_file(dir + "/chat_template.jinja");
   }
+  finish_special_ids();
+}
+
+HfTokenizer::HfTokenizer(const std::string& tokenizer_json, const std::string& tok_path, const std::string* config_json,
+                         const std::string& cfg_path) {
+  load_tokenizer_json(tokenizer_json, tok_path);
+  prefix_ = template_prefix_;
+  suffix_ = template_suffix_;
+  if (config_json) load_config(*config_json, cfg_path);
+  finish_special_ids();
+}
+
+void HfTokenizer::finish_special_ids() {
   if (bos_id_ < 0 && !template_prefix_.empty()) bos_id_ = template_prefix_.front();
   if (eos_id_ < 0 && !template_suffix_.empty()) eos_id_ = template_suffix_.back();
 }
 
-void HfTokenizer::load_tokenizer_json(const std::string& path) {
+void HfTokenizer::load_tokenizer_json(const std::string& text, const std::string& path) {
   const JsonReader r(path);
   BpeModel::Config cfg;
   TokenizerJsonSax sax(r, cfg);
-  {
-    const std::string text = read_file(path);
-    json::sax_parse(text, &sax);
-  }
+  json::sax_parse(text, &sax);
   const json& root = sax.root;
   if (!root.is_object()) r.format_error("(root)", "expected a JSON object");
 
@@ -736,9 +750,9 @@ int32_t HfTokenizer::lookup_special(const JsonReader& r, const json& tok, const 
   return id;
 }
 
-void HfTokenizer::load_config(const std::string& path) {
+void HfTokenizer::load_config(const std::string& text, const std::string& path) {
   const JsonReader r(path);
-  const json cfg = parse_json(read_file(path), path);
+  const json cfg = parse_json(text, path);
   if (!cfg.is_object()) r.format_error("(root)", "expected a JSON object");
   if (const json* b = JsonReader::find(cfg, "bos_token")) bos_id_ = lookup_special(r, *b, "bos_token");
   if (const json* e = JsonReader::find(cfg, "eos_token")) eos_id_ = lookup_special(r, *e, "eos_token");
@@ -926,6 +940,12 @@ int32_t HfTokenizer::token_id(std::string_view token) const {
 }  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& dir) { return std::make_unique<HfTokenizer>(dir); }
+
+std::unique_ptr<Tokenizer> Tokenizer::from_json(const std::string& tokenizer_json, const std::string* config_json,
+                                                const std::string& name) {
+  return std::make_unique<HfTokenizer>(tokenizer_json, name + "/tokenizer.json", config_json,
+                                       name + "/tokenizer_config.json");
+}
 
 // ---------------------------------------------------------------------------------------------
 // StreamDecoder.

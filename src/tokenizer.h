@@ -17,6 +17,9 @@ class Tokenizer {
   // Loads dir/tokenizer.json and, if present, dir/tokenizer_config.json. Throws infer::Error
   // (INFER_ERR_IO / INFER_ERR_FORMAT / INFER_ERR_UNSUPPORTED) naming the file and field.
   static std::unique_ptr<Tokenizer> load(const std::string& dir);
+  // The same from in-memory texts (config_json may be null); `name` stands for the directory in messages.
+  static std::unique_ptr<Tokenizer> from_json(const std::string& tokenizer_json, const std::string* config_json,
+                                              const std::string& name);
 
   // add_special: prepend BOS / append EOS as tokenizer_config.json (add_bos_token/add_eos_token) or
   // the tokenizer.json post-processor asks — what transformers' AutoTokenizer does with

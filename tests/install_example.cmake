@@ -4,8 +4,17 @@ execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_
 if(rc)
   message(FATAL_ERROR "cmake --install failed")
 endif()
+# The example is built with the library's compiler; in a sanitizer build also with its -fsanitize flags (an
+# instrumented libinfer.so needs the sanitizer runtime, which only an instrumented executable links).
+set(extra "")
+if(CXX_COMPILER)
+  list(APPEND extra -DCMAKE_CXX_COMPILER=${CXX_COMPILER})
+endif()
+if(SANITIZE)
+  list(APPEND extra "-DCMAKE_CXX_FLAGS=-fsanitize=${SANITIZE}" "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=${SANITIZE}")
+endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tools/example -B ${WORK_DIR}/build
-                        -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release RESULT_VARIABLE rc)
+                        -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release ${extra} RESULT_VARIABLE rc)
 if(rc)
   message(FATAL_ERROR "configuring the example against the installed package failed")
 endif()

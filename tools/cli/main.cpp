@@ -46,6 +46,39 @@ std::vector<int32_t> parse_ids(const std::string& s) {
   return ids;
 }
 
+// Offset of the first byte of s that is not part of well-formed UTF-8 (RFC 3629: no overlongs, surrogates or
+// code points above U+10FFFF), or npos. Text prompts must be UTF-8: a chat template sees them as Python strings.
+size_t invalid_utf8_at(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = 0;
+    unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c < 0x80) n = 1;
+    else if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4) n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else return i;
+    if (i + n > s.size()) return i;
+    for (size_t k = 1; k < n; ++k) {
+      const unsigned char b = static_cast<unsigned char>(s[i + k]);
+      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return i;
+    }
+    i += n;
+  }
+  return std::string::npos;
+}
+
+// Throws a clear error when `text` (named by `what`: "the prompt", "the system prompt") is not UTF-8.
+void require_utf8(const std::string& text, const std::string& what) {
+  const size_t at = invalid_utf8_at(text);
+  if (at == std::string::npos) return;
+  char byte[8];
+  std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>(text[at]));
+  throw infer::Exception(INFER_ERR_INVALID_ARG, what + " is not valid UTF-8: byte " + byte + " at offset " +
+                                                    std::to_string(at) + " (text prompts must be UTF-8; use --ids for raw token ids)");
+}
+
 std::string read_file_or_stdin(const std::string& path) {
   if (path == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
   std::ifstream f(path, std::ios::binary);
@@ -231,12 +264,18 @@ std::string draft_summary(const infer_generate_result& res) {
   return buf;
 }
 
-void print_timing(const infer_generate_result& res) {
+// A "length" finish because the context filled up (not because -n was reached).
+bool context_full(const infer::Context& ctx, const infer_generate_result& res) {
+  return res.finish_reason == INFER_FINISH_LENGTH && ctx.n_past() >= ctx.n_ctx();
+}
+
+void print_timing(const infer_generate_result& res, bool ctx_full) {
   const double ptps = res.prompt_ms > 0 ? res.prompt_tokens * 1000.0 / res.prompt_ms : 0;
   const double gtps = res.gen_ms > 0 ? res.gen_tokens * 1000.0 / res.gen_ms : 0;
-  std::fprintf(stderr, "[prompt: %d tokens, %.1f ms, %.2f tok/s | generation: %d tokens, %.1f ms, %.2f tok/s%s | %s]\n",
+  std::fprintf(stderr,
+               "[prompt: %d tokens, %.1f ms, %.2f tok/s | generation: %d tokens, %.1f ms, %.2f tok/s%s | %s%s]\n",
                res.prompt_tokens, res.prompt_ms, ptps, res.gen_tokens, res.gen_ms, gtps, draft_summary(res).c_str(),
-               finish_name(res.finish_reason));
+               finish_name(res.finish_reason), ctx_full ? ": context full" : "");
 }
 
 // One line on the context: device, size, KV-cache bytes per token (the MTP draft head's cache apart).
@@ -275,6 +314,12 @@ int run_repl(infer::Model& model, infer::Context& ctx, const RunOptions& o) {
       continue;
     }
     if (line.empty()) continue;
+    try {
+      require_utf8(line, "the message");
+    } catch (const infer::Exception& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      continue;
+    }
     json next = messages;
     next.push_back({{"role", "user"}, {"content", line}});
     std::string text;
@@ -294,9 +339,8 @@ int run_repl(infer::Model& model, infer::Context& ctx, const RunOptions& o) {
     }
     std::printf("\n");
     if (a.res.finish_reason == INFER_FINISH_CANCELLED) std::fprintf(stderr, "(stopped)\n");
-    if (a.res.finish_reason == INFER_FINISH_LENGTH && ctx.n_past() >= ctx.n_ctx())
-      std::fprintf(stderr, "(the context is full: /clear to start over)\n");
-    if (!o.quiet) print_timing(a.res);
+    if (context_full(ctx, a.res)) std::fprintf(stderr, "(the context is full: /clear to start over)\n");
+    if (!o.quiet) print_timing(a.res, context_full(ctx, a.res));
     messages = next;
     json reply = {{"role", "assistant"}, {"content", a.text}};
     if (a.saw_thinking) reply["reasoning_content"] = a.reasoning;
@@ -307,6 +351,7 @@ int run_repl(infer::Model& model, infer::Context& ctx, const RunOptions& o) {
 
 int cmd_run(const RunOptions& o) {
   const bool interactive = o.chat || (o.prompt.empty() && o.prompt_file.empty() && o.ids.empty());
+  require_utf8(o.system, "the system prompt");
   infer::Model model = load_model(o.model_dir, o.quiet || o.json_out, o.ids.empty());
   infer_context_params cp = infer_context_default_params();
   cp.n_ctx = o.ctx;
@@ -324,6 +369,8 @@ int cmd_run(const RunOptions& o) {
     std::string text = o.prompt;
     if (!o.prompt_file.empty()) text = read_file_or_stdin(o.prompt_file);
     if (text.empty()) throw infer::Exception(INFER_ERR_INVALID_ARG, "no prompt: give -p TEXT, -f FILE or --ids");
+    require_utf8(text, o.prompt_file.empty() ? "the prompt" : o.prompt_file == "-" ? "the prompt (stdin)"
+                                                                                   : "the prompt file " + o.prompt_file);
     json messages = json::array();
     if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
     messages.push_back({{"role", "user"}, {"content", text}});
@@ -350,6 +397,7 @@ int cmd_run(const RunOptions& o) {
     if (a.saw_thinking) j["reasoning"] = a.reasoning;
     if (res.thinking_cut) j["thinking_cut"] = true;
     j["finish_reason"] = finish_name(res.finish_reason);
+    if (context_full(ctx, res)) j["context_full"] = true;  // "length" because the context filled up
     j["timings"] = {{"load_ms", t_load_ms},       {"prompt_tokens", res.prompt_tokens}, {"prompt_ms", res.prompt_ms},
                     {"prompt_tps", ptps},         {"gen_tokens", res.gen_tokens},       {"gen_ms", res.gen_ms},
                     {"gen_tps", gtps}};
@@ -367,7 +415,7 @@ int cmd_run(const RunOptions& o) {
     }
     std::printf("\n");
     std::fflush(stdout);
-    if (!o.quiet) print_timing(res);
+    if (!o.quiet) print_timing(res, context_full(ctx, res));
   }
   return 0;
 }
