@@ -85,6 +85,38 @@ void CpuBackend::kv_write(void* cache, int64_t width, int64_t pos0, const float*
   for (int64_t t = 0; t < T; ++t) std::memcpy(c + (pos0 + t) * width, src + t * lds, size_t(width) * 4);
 }
 
+namespace {
+
+// One query head over keys j = 0 .. nk - 1: o = softmax(q · K^T * scale) V, where key/value j are the d values at
+// kc/vc + row(j) · kvw + goff. The contiguous and the paged attention both run this, so a sequence's output does not
+// depend on how its cache is laid out (bit for bit).
+template <class RowOf>
+inline void attend_head(const float* qh, const float* kc, const float* vc, int64_t kvw, int64_t goff, int64_t nk,
+                        RowOf row, float* sc, float* o, int64_t d, float scale) {
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < nk; ++j) {
+    const float* kj = kc + row(j) * kvw + goff;
+    float s = 0.f;
+    for (int64_t u = 0; u < d; ++u) s += qh[u] * kj[u];
+    sc[j] = s * scale;
+    mx = std::max(mx, sc[j]);
+  }
+  float sum = 0.f;
+  for (int64_t j = 0; j < nk; ++j) {
+    sc[j] = std::exp(sc[j] - mx);
+    sum += sc[j];
+  }
+  const float inv = 1.0f / sum;
+  std::fill(o, o + d, 0.f);
+  for (int64_t j = 0; j < nk; ++j) {
+    const float p = sc[j] * inv;
+    const float* vj = vc + row(j) * kvw + goff;
+    for (int64_t u = 0; u < d; ++u) o[u] += p * vj[u];
+  }
+}
+
+}  // namespace
+
 void CpuBackend::attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out,
                            int64_t ldo, int64_t T, int64_t pos0, int64_t nh, int64_t nkv, int64_t d, float scale) {
   const float* kc = static_cast<const float*>(k_cache);
@@ -96,29 +128,47 @@ void CpuBackend::attention(const float* q, int64_t ldq, const void* k_cache, con
   pool_.parallel_for(T * nh, grain, [&](int tid, int64_t b, int64_t e) {
     float* sc = scores_.data() + size_t(tid) * n_keys;
     for (int64_t i = b; i < e; ++i) {
-      const int64_t t = i / nh, h = i % nh, g = h / rep, nk = pos0 + t + 1;
-      const float* qh = q + t * ldq + h * d;
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < nk; ++j) {
-        const float* kj = kc + j * kvw + g * d;
-        float s = 0.f;
-        for (int64_t u = 0; u < d; ++u) s += qh[u] * kj[u];
-        sc[j] = s * scale;
-        mx = std::max(mx, sc[j]);
-      }
-      float sum = 0.f;
-      for (int64_t j = 0; j < nk; ++j) {
-        sc[j] = std::exp(sc[j] - mx);
-        sum += sc[j];
-      }
-      const float inv = 1.0f / sum;
-      float* o = out + t * ldo + h * d;
-      std::fill(o, o + d, 0.f);
-      for (int64_t j = 0; j < nk; ++j) {
-        const float p = sc[j] * inv;
-        const float* vj = vc + j * kvw + g * d;
-        for (int64_t u = 0; u < d; ++u) o[u] += p * vj[u];
-      }
+      const int64_t t = i / nh, h = i % nh, g = h / rep;
+      attend_head(q + t * ldq + h * d, kc, vc, kvw, g * d, pos0 + t + 1, [](int64_t j) { return j; }, sc,
+                  out + t * ldo + h * d, d, scale);
+    }
+  });
+}
+
+void CpuBackend::kv_write_rows(void* cache, int64_t width, const int32_t* rows, const float* src, int64_t lds,
+                               int64_t T) {
+  float* c = static_cast<float*>(cache);
+  for (int64_t t = 0; t < T; ++t) std::memcpy(c + int64_t(rows[t]) * width, src + t * lds, size_t(width) * 4);
+}
+
+void CpuBackend::paged_attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out,
+                                 int64_t ldo, const PagedSeq* seqs, int64_t n_seqs, int64_t bs, int64_t nh,
+                                 int64_t nkv, int64_t d, float scale) {
+  const float* kc = static_cast<const float*>(k_cache);
+  const float* vc = static_cast<const float*>(v_cache);
+  const int64_t kvw = nkv * d, rep = nh / nkv;
+  // Query rows of all sequences are numbered 0 .. R-1 in order; row_seq_ maps each to its sequence.
+  int64_t R = 0, max_keys = 1;
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    R += seqs[s].n;
+    max_keys = std::max(max_keys, seqs[s].pos0 + seqs[s].n);
+  }
+  row_seq_.clear();
+  for (int64_t s = 0; s < n_seqs; ++s) row_seq_.insert(row_seq_.end(), size_t(seqs[s].n), int32_t(s));
+  std::vector<int64_t> first(static_cast<size_t>(n_seqs));  // index of each sequence's first row among the R
+  for (int64_t s = 0, r = 0; s < n_seqs; r += seqs[s].n, ++s) first[size_t(s)] = r;
+  if (int64_t(scores_.size()) < pool_.size() * max_keys) scores_.resize(size_t(pool_.size() * max_keys));
+  const int64_t grain = std::max<int64_t>(1, cpu::min_parallel_work() / (max_keys * d * 2));
+  pool_.parallel_for(R * nh, grain, [&](int tid, int64_t b, int64_t e) {
+    float* sc = scores_.data() + size_t(tid) * max_keys;
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t r = i / nh, h = i % nh, g = h / rep;
+      const PagedSeq& ps = seqs[row_seq_[size_t(r)]];
+      const int64_t t = r - first[size_t(row_seq_[size_t(r)])], qrow = ps.row0 + t;
+      const int32_t* blocks = ps.blocks;
+      attend_head(q + qrow * ldq + h * d, kc, vc, kvw, g * d, ps.pos0 + t + 1,
+                  [blocks, bs](int64_t j) { return int64_t(blocks[j / bs]) * bs + j % bs; }, sc,
+                  out + qrow * ldo + h * d, d, scale);
     }
   });
 }

@@ -33,6 +33,11 @@ class CpuBackend final : public Backend {
   void kv_write(void* cache, int64_t width, int64_t pos0, const float* src, int64_t lds, int64_t T) override;
   void attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out, int64_t ldo,
                  int64_t T, int64_t pos0, int64_t n_heads, int64_t n_kv_heads, int64_t d, float scale) override;
+  void kv_write_rows(void* cache, int64_t width, const int32_t* rows, const float* src, int64_t lds,
+                     int64_t T) override;
+  void paged_attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out, int64_t ldo,
+                       const PagedSeq* seqs, int64_t n_seqs, int64_t block_size, int64_t n_heads, int64_t n_kv_heads,
+                       int64_t d, float scale) override;
   void swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy, int64_t T,
               int64_t n) override;
   void add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) override;
@@ -61,6 +66,7 @@ class CpuBackend final : public Backend {
  private:
   ThreadPool pool_;
   std::vector<float> scores_;  // (threads, keys) softmax scratch
+  std::vector<int32_t> row_seq_;  // paged_attention: the sequence of each query row
   // RoPE cos/sin of the rows being processed, (T, 2·half): row t holds cos then sin of position pos0 + t. Every
   // layer's q and k use the same angles, so they are computed once per (table, pos0, T) and reused.
   const float* rope_angles(const RopeTable& rope, int64_t pos0, int64_t T, int64_t half);
