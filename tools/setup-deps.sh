@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages libinfer builds with (uses sudo when not root). Idempotent.
 set -euo pipefail
-pkgs=(cmake g++ make pkg-config libcli11-dev nlohmann-json3-dev libonig-dev libutf8proc-dev libgtest-dev libgmock-dev tmux curl)
+pkgs=(cmake g++ make pkg-config libcli11-dev nlohmann-json3-dev libonig-dev libutf8proc-dev libgtest-dev libgmock-dev libcpp-httplib-dev tmux curl python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
