@@ -76,6 +76,7 @@ infer::GenerateOptions infer_generate_options_internal(const infer_model* model,
     if (params->stop[i] && params->stop[i][0]) o.stop.emplace_back(params->stop[i]);
   o.n_logprobs = params->n_logprobs;
   o.ignore_eos = params->ignore_eos;
+  o.logprob = !params->no_logprob;
   o.thinking_budget = params->thinking_budget;
   std::vector<int32_t> eos(16);
   eos.resize(size_t(std::min(16, infer_model_eos_ids(model, eos.data(), 16))));
@@ -363,6 +364,7 @@ infer_generate_params infer_generate_default_params(void) {
   p.sampling = infer_sampler_default_params();
   p.thinking_budget = -1;
   p.ignore_eos = false;
+  p.no_logprob = false;
   return p;
 }
 

@@ -132,7 +132,7 @@ bool TokenGenerator::emit(int32_t id, const float* logits, bool forced) {
   }
   const bool is_eos = !forced && !opts_.ignore_eos &&
                       std::find(opts_.eos_ids.begin(), opts_.eos_ids.end(), id) != opts_.eos_ids.end();
-  if (logits) {
+  if (logits && (opts_.logprob || opts_.n_logprobs > 0)) {
     info.logprob = log_softmax_at(logits, V_, id, opts_.n_logprobs, top_ids_, top_lp_);
   } else {
     top_ids_.clear();
@@ -217,6 +217,7 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
   infer_generate_result& res = gen.result();
   res.prompt_ms = ms_since(t0);
   res.prompt_tokens = int32_t(n_prompt - common);
+  res.prompt_cached_tokens = int32_t(common);
 
   // Self-speculative decoding when the context runs a draft head (DeepSeek MTP); plain decoding otherwise. Either
   // way `cur` holds the logits of the next position.

@@ -16,6 +16,7 @@ struct GenerateOptions {
   int32_t max_tokens = 0;
   std::vector<std::string> stop;
   int32_t n_logprobs = 0;
+  bool logprob = true;  // fill infer_token_info.logprob (with n_logprobs = 0 it may be skipped: a pass over the vocab)
   bool ignore_eos = false;
   std::vector<int32_t> eos_ids;
   int32_t thinking_budget = -1;  // < 0: unlimited

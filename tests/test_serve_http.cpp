@@ -278,7 +278,7 @@ TEST(ServeHttpLimits, FullQueueGets503WithRetryAfterAndADisconnectFreesTheBlocks
   // A client that hangs up after 2 s, mid-stream.
   std::jthread client([&] { curl(s.port(), "/v1/chat/completions", endless, "", 2); });
   bool running = false;
-  for (int i = 0; i < 100 && !running; ++i) {
+  for (int i = 0; i < 500 && !running; ++i) {
     running = s.health()["running"] == 1;
     if (!running) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -303,7 +303,7 @@ TEST(ServeHttpLimits, SigtermEndsStreamsAndExitsCleanly) {
     streamed = curl(s->port(), "/v1/chat/completions",
                     chat_body("Go on", 29000, {{"ignore_eos", true}, {"stream", true}}), "", 30);
   });
-  for (int i = 0; i < 100 && s->health()["running"] != 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int i = 0; i < 500 && s->health()["running"] != 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   ::kill(s->pid(), SIGTERM);
   EXPECT_EQ(s->wait_exit(20), 0) << s->log();
   client.join();

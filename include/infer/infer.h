@@ -221,6 +221,8 @@ typedef struct infer_generate_params {
                                    inserts "\n\nConsidering the limited time by the user, I have to give the solution
                                    based on the thinking directly now.\n</think>\n\n" and the model goes on to answer */
   bool ignore_eos;
+  bool no_logprob;              /* skip infer_token_info.logprob (a log-softmax over the vocabulary per token) when
+                                   n_logprobs is 0: the server sets it for requests that do not ask for logprobs */
 } infer_generate_params;
 
 INFER_API infer_generate_params infer_generate_default_params(void);
@@ -236,7 +238,8 @@ typedef struct infer_generate_result {
   int32_t draft_tokens;     /* MTP self-speculative decoding: drafted tokens checked against the sampled one (0
                                without a draft head) */
   int32_t draft_accepted;   /* of those, accepted; the acceptance rate is draft_accepted / draft_tokens */
-  int32_t prompt_cached_tokens; /* infer_engine: prompt tokens taken from the prefix cache (not evaluated) */
+  int32_t prompt_cached_tokens; /* prompt tokens already in the cache (the context's, or the engine's prefix cache),
+                                   not evaluated again */
 } infer_generate_result;
 
 /* Evaluates the prompt (reusing the cached prefix it shares with the context) and generates. */

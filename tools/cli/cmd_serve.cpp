@@ -282,6 +282,7 @@ class Server {
     gp.n_logprobs = r.want_logprobs ? r.logprobs : 0;
     gp.thinking_budget = r.thinking_budget;
     gp.ignore_eos = r.ignore_eos;
+    gp.no_logprob = !r.want_logprobs;
     return gp;
   }
 
