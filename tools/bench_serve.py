@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Aggregate decode throughput of `infer serve` with N concurrent requests (stdlib only).
 
-Starts N requests at once (the same short prompt, greedy, ignore_eos, max_tokens M), R times per N, and reports two
+Starts N requests at once (the same short prompt, greedy, ignore_eos, max_tokens M), R times per N (interleaved
+over the Ns), and reports two
 measures of the aggregate decode rate:
 
   server: every request's own decode time as the engine measured it (the response's `timings.predicted_ms`, from the
@@ -81,9 +82,10 @@ def main():
     a = ap.parse_args()
     run(a.url, 1, a.prompt, 8, False)  # warm-up
     res = {}
-    for n in [int(x) for x in a.streams.split(",")]:
-        for mode in ("server", "client"):
-            for r in range(a.reps):
+    # Repetitions are interleaved (1, 8, 1, 8, …) so that every count sees the same background load.
+    for r in range(a.reps):
+        for n in [int(x) for x in a.streams.split(",")]:
+            for mode in ("server", "client"):
                 rate = run(a.url, n, a.prompt, a.tokens, mode == "client")
                 res.setdefault((mode, n), []).append(rate)
                 print(f"{mode} streams={n} rep={r} aggregate_decode={rate:.2f} tok/s  (load {os.getloadavg()[0]:.1f})",
