@@ -130,6 +130,144 @@ int sample_max_candidates();
 // *token = the token chosen from logits (vocab,) as infer::Sampler::sample does after its penalties:
 // temperature, top-k, top-p, min-p, then a draw (or argmax, first index on ties). One block.
 void launch_sample(const float* logits, int64_t vocab, const SampleArgs& args, int32_t* token, cudaStream_t stream);
+// *logprob = the log-softmax of the raw logits (vocab,) at *token (a device value): logits[t] - logsumexp(logits),
+// the sum in double as generate.cpp's host version. One block.
+void launch_token_logprob(const float* logits, int64_t vocab, const int32_t* token, float* logprob,
+                          cudaStream_t stream);
+
+// ---- mixture of experts (moe.cu)
+
+constexpr int64_t kMoeMaxExperts = 1024;
+constexpr int64_t kMoeMaxTopK = 32;
+
+// The router of infer::route_tokens (src/moe_route.cpp) on the device, one warp per token: logits (T, ld) →
+// ids (T, k) int32 and weights (T, k), the same experts as the host (same fp32 steps and tie-break).
+struct MoeRouteArgs {
+  const float* logits;
+  int64_t ld, T, E, k;
+  bool softmax;          // else sigmoid
+  bool norm_topk_prob;
+  int64_t n_group, topk_group;  // sigmoid: group-limited top-k when 1 < n_group and topk_group < n_group
+  float scaling;                // routed_scaling_factor
+  const float* bias;            // (E,) e_score_correction_bias (sigmoid; selection only) or null
+  int32_t* ids;
+  float* weights;
+};
+bool moe_route_supported(int64_t n_experts, int64_t top_k, int64_t n_group);
+void launch_moe_route(const MoeRouteArgs& a, cudaStream_t stream);
+// Token -> expert permutation of ids (T, k): offsets (E + 1) of each expert's rows, rows (T k) the token of each
+// permuted row (experts ascending, tokens ascending within one), pos (T k) the permuted row of pair (t, j).
+void launch_moe_permute(const int32_t* ids, int64_t T, int64_t k, int64_t E, int32_t* offsets, int32_t* rows,
+                        int32_t* pos, cudaStream_t stream);
+// dst[i, :width] = src[rows[i], :width] for i < n (rows device memory, values < n_src).
+void launch_gather_rows(const float* src, int64_t lds, int64_t n_src, const int32_t* rows, int64_t n, float* dst,
+                        int64_t ldd, int64_t width, cudaStream_t stream);
+// out[t, :H] = Σ_j w[t, j] · y[pos[t, j], :H] over the token's experts in ascending id order, from zero, each
+// product rounded before its add (the CPU's scatter_add_rows order).
+void launch_moe_unpermute(const float* y, int64_t ldy, const int32_t* ids, const float* w, const int32_t* pos,
+                          int64_t T, int64_t k, float* out, int64_t ldo, int64_t H, cudaStream_t stream);
+// Batch-1 routed experts: reads only the k selected experts' weights (ids, weights device memory, from the
+// router): h[j] = silu(gate_e x) * (up_e x), out = Σ_j (ascending e) w_j · down_e h[j]. table: 3 E device
+// pointers (gate of every expert, then up, then down), all of type `type` (bf16 or f32), gate/up (I, H), down (H, I).
+struct MoeDecodeArgs {
+  const void* const* table;
+  KType type;
+  int64_t E, H, I, k;
+  const int32_t* ids;
+  const float* weights;
+  const float* x;  // (H,)
+  float* h;        // (k, I) scratch
+  float* out;      // (H,)
+};
+void launch_moe_decode(const MoeDecodeArgs& a, cudaStream_t stream);
+
+// ---- multi-head latent attention (mla.cu)
+
+// Raises the absorbed-attention kernel's shared-memory limit; call once per device after init_kernels().
+void init_mla_kernels();
+// Whether the MLA kernels take a latent of r values and a rope key of dr (r <= 512, r + dr <= 1024).
+bool mla_supported(int64_t r, int64_t dr);
+// RoPE on x[t, h·head_stride : +d] for h < n_heads at position pos0 + t (from *pos_dev when not null): pairs
+// (2i, 2i+1) when interleaved, else (i, i + d/2); angle pos · inv_freq[i] (fp32), cos/sin scaled by attn_scaling.
+void launch_rope_strided(float* x, int64_t ldx, int64_t T, int64_t n_heads, int64_t head_stride, int64_t d,
+                         bool interleaved, const float* inv_freq, float attn_scaling, int64_t pos0,
+                         const int32_t* pos_dev, cudaStream_t stream);
+// dst[i, :width] = cache[pos0 + i, :width] for i < n; cache (n_ctx, width) fp32.
+void launch_kv_read(const float* cache, int64_t n_ctx, int64_t width, int64_t pos0, int64_t n, float* dst,
+                    int64_t ldd, cudaStream_t stream);
+// Backend::mla_absorb_q / mla_absorb_out with kv_b (nh·(dn+dv), r) of type `type` (bf16 or f32).
+void launch_mla_absorb_q(const float* q, int64_t ldq, const void* kvb, KType type, float* qa, int64_t ldqa, int64_t T,
+                         int64_t nh, int64_t dn, int64_t dr, int64_t dv, int64_t r, cudaStream_t stream);
+void launch_mla_absorb_out(const float* o, int64_t ldo, const void* kvb, KType type, float* out, int64_t ldout,
+                           int64_t T, int64_t nh, int64_t dn, int64_t dv, int64_t r, cudaStream_t stream);
+// Backend::mla_attention_absorbed: query row t (position pos0 + t) of head h attends cache rows 0..pos0+t:
+// o[t, h·r : +r] = softmax_j(scale · qa[t, h·(r+dr) : +(r+dr)] · cache[j]) · cache[j, :r].
+struct MlaAttentionArgs {
+  const float* qa;  // (T, ldqa): nh·(r + dr) used
+  int64_t ldqa;
+  const float* cache;  // (n_ctx, r + dr)
+  int64_t n_ctx, r, dr;
+  float* o;  // (T, ldo): nh·r used
+  int64_t ldo, T, pos0;
+  const int32_t* pos_dev;  // when not null, pos0 = *pos_dev (CUDA-graph replay)
+  int64_t nh;
+  float scale;
+};
+// Split-K over the keys: with splits > 1, partial holds T·nh·splits·(r + 2) floats and a combine kernel follows.
+void launch_mla_attention(const MlaAttentionArgs& a, int splits, float* partial, cudaStream_t stream);
+// Backend::mla_attention_block (one key block of the decompressed attention, running softmax state m, l).
+struct MlaBlockArgs {
+  const float* q;
+  int64_t ldq;
+  const float* kvb;
+  int64_t ldkvb;
+  const float* kr;
+  int64_t ldkr, j0, nj;
+  float* m;
+  float* l;
+  float* out;
+  int64_t ldo, T, pos0;
+  const int32_t* pos_dev;  // when not null, pos0 = *pos_dev
+  int64_t nh, dn, dr, dv;
+  float scale;
+  bool first, last;
+};
+void launch_mla_attention_block(const MlaBlockArgs& a, cudaStream_t stream);
+
+// ---- FP8 block-scaled matmul (fp8_gemm.cu; docs/kernels.md "FP8 block-scaled GEMM")
+
+// An FP8 (e4m3) weight on the device with its 128x128 block scales (weight_scale_inv) as fp32.
+struct Fp8Weight {
+  const uint8_t* w;    // (N, ldw) e4m3 row-major; ldw = round_up(K, 16), columns K..ldw-1 zero
+  int64_t ldw;
+  const float* scale;  // (fp8_scale_rows(N, row0), fp8_scale_cols(K)) fp32; row n uses scale row (row0 + n) / 128
+  int64_t row0;        // 0..127: offset of row 0 inside its scale block (a view of a larger matrix), else 0
+  int64_t N, K;
+};
+inline int64_t fp8_scale_cols(int64_t K) { return (K + 127) / 128; }
+inline int64_t fp8_scale_rows(int64_t N, int64_t row0) { return (row0 + N + 127) / 128; }
+inline int64_t fp8_padded_k(int64_t K) { return (K + 15) / 16 * 16; }
+
+// Which tensor-core instruction the w8a8 GEMM uses: kFp8 mma.m16n8k32 e4m3 (sm_89, sm_90, sm_120), kBf16 tiles
+// dequantised to bf16 in shared memory and mma.m16n8k16 bf16 (sm_80, sm_86). Same result up to fp32 summation order.
+enum class Fp8MmaPath : int { kBf16 = 0, kFp8 = 1 };
+
+// DeepSeek act_quant per token per 128 channels: s[m, kb] = amax / 448 over x[m, kb*128 .. +128) (0 for an
+// all-zero block), q[m, k] = e4m3(x[m, k] / s) (round to nearest even, saturating). x (M, ldx) fp32; q (M, ldq)
+// e4m3 with ldq a multiple of 16 >= K (columns K..ldq-1 written as zero); s (M, fp8_scale_cols(K)) fp32.
+void launch_fp8_act_quant(const float* x, int64_t ldx, int64_t M, int64_t K, uint8_t* q, int64_t ldq, float* s,
+                          cudaStream_t stream);
+// w8a8 GEMM: y[m, n] = sum_kb as[m, kb] * scale[(row0 + n) / 128, kb] * sum_{k in block kb} aq[m, k] * w[n, k],
+// fp32 accumulation, scales applied per 128-wide K block. aq (M, lda) e4m3 and as (M, KB) from
+// launch_fp8_act_quant (lda a multiple of 16, 16-byte aligned); y (M, ldy) fp32.
+void launch_fp8_gemm(const uint8_t* aq, int64_t lda, const float* as, int64_t M, const Fp8Weight& w, float* y,
+                     int64_t ldy, Fp8MmaPath path, cudaStream_t stream);
+// Decode (T = 1) w8a16: y[n] = sum_k w[n, k] * scale[(row0 + n) / 128, k / 128] * x[k], x (K,) fp32, each weight byte
+// read once with 16-byte loads.
+void launch_fp8_gemv(const Fp8Weight& w, const float* x, float* y, cudaStream_t stream);
+// The PTX architecture (e.g. 80, 89, 90, 120) of the fp8-mma GEMM image the current device runs: Fp8MmaPath::kFp8
+// needs >= 89. 0: no image for this device; -1: the SIMT emulator (every path runs).
+int fp8_mma_kernel_arch();
 
 }  // namespace INFER_CUDA_NS
 }  // namespace infer

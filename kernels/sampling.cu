@@ -192,7 +192,41 @@ __global__ void __launch_bounds__(kSampleThreads)
   if (tid == 0) token[0] = cand_i[pick < keep ? pick : keep - 1];
 }
 
+// logprob[0] = logits[token[0]] - (max + log(sum_i exp(logits[i] - max))). One block of kSampleThreads.
+__global__ void __launch_bounds__(kSampleThreads)
+    token_logprob_kernel(dev_ptr<const float> logits, int vocab, dev_ptr<const int32_t> token, dev_ptr<float> logprob) {
+  __shared__ float red_m[32];
+  __shared__ double red_s[32];
+  const int tid = int(threadIdx.x), lane = tid % 32, warp = tid / 32;
+  float m = -INFINITY;
+  for (int i = tid; i < vocab; i += kSampleThreads) m = fmaxf(m, logits[i]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  if (lane == 0) red_m[warp] = m;
+  __syncthreads();
+  m = red_m[0];
+  for (int w = 1; w < kSampleThreads / 32; ++w) m = fmaxf(m, red_m[w]);
+  double s = 0.0;
+  for (int i = tid; i < vocab; i += kSampleThreads) s += exp(double(logits[i] - m));
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  if (lane == 0) red_s[warp] = s;
+  __syncthreads();
+  if (tid == 0) {
+    double tot = 0.0;
+    for (int w = 0; w < kSampleThreads / 32; ++w) tot += red_s[w];
+    const int t = token[0];
+    logprob[0] = logits[t] - (m + float(log(tot)));
+  }
+}
+
 int sample_max_candidates() { return kSampleMax; }
+
+void launch_token_logprob(const float* logits, int64_t vocab, const int32_t* token, float* logprob,
+                          cudaStream_t stream) {
+  infer_launch(token_logprob_kernel, dim3(1), dim3(kSampleThreads), 0, stream,
+               make_dev_ptr(logits, size_t(vocab)), int(vocab), make_dev_ptr(token, 1), make_dev_ptr(logprob, 1));
+}
 
 void launch_sample(const float* logits, int64_t vocab, const SampleArgs& a, int32_t* token, cudaStream_t stream) {
   infer_launch(sample_kernel, dim3(1), dim3(kSampleThreads), 0, stream, make_dev_ptr(logits, size_t(vocab)), int(vocab),

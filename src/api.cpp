@@ -142,6 +142,7 @@ int32_t infer_model_vocab_size(const infer_model* m) { return m ? int32_t(m->m->
 int32_t infer_model_n_ctx_train(const infer_model* m) { return m ? int32_t(m->m->config.max_position_embeddings) : 0; }
 int64_t infer_model_n_params(const infer_model* m) { return m ? m->m->n_params() : 0; }
 int64_t infer_model_weight_bytes(const infer_model* m) { return m ? m->m->weight_bytes() : 0; }
+int64_t infer_model_weight_bytes_per_token(const infer_model* m) { return m ? m->m->weight_bytes_per_token() : 0; }
 const char* infer_model_desc(const infer_model* m) { return m ? m->desc.c_str() : ""; }
 bool infer_model_is_random(const infer_model* m) { return m && m->m->config.random_weights; }
 bool infer_model_has_tokenizer(const infer_model* m) { return m && m->m->tokenizer != nullptr; }

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common.h"
 #include "cpu/ops.h"
@@ -26,6 +27,33 @@ struct PagedSeq {
   int64_t row0 = 0, n = 0, pos0 = 0;
   const int32_t* blocks = nullptr;
 };
+
+// A MoE router's parameters (Qwen3-MoE: softmax; DeepSeek-V3: sigmoid with group-limited top-k).
+struct MoeRouter {
+  enum class Scoring { Softmax, Sigmoid };
+  Scoring scoring = Scoring::Softmax;
+  int64_t n_experts = 0;
+  int64_t top_k = 0;
+  bool norm_topk_prob = false;
+  // Sigmoid (DeepSeek noaux_tc): experts in n_group groups; a token may use only the topk_group groups with the
+  // best sum of their two best (bias-corrected) scores. n_group = 1 disables the restriction.
+  int64_t n_group = 1, topk_group = 1;
+  float routed_scaling_factor = 1.0f;  // multiplies the final weights (DeepSeek)
+};
+
+// One SwiGLU expert.
+struct MoeExpert {
+  cpu::Matrix gate;  // (I, H)
+  cpu::Matrix up;    // (I, H)
+  cpu::Matrix down;  // (H, I)
+};
+
+// Routes T tokens on the host: logits [T, ld] (fp32), score_bias (E, fp32) or null → ids [T, top_k] (best first,
+// ties to the lower expert index), weights [T, top_k]. Softmax: p = softmax(logits); top-k of p; renormalised when
+// norm_topk_prob. Sigmoid: s = sigmoid(logits), chosen by s + bias within the allowed groups; weights from s (no
+// bias), divided by (their sum + 1e-20) when norm_topk_prob, times routed_scaling_factor.
+void route_tokens(const MoeRouter& r, const float* logits, int64_t ld, const float* score_bias, int64_t T,
+                  int32_t* ids, float* weights);
 
 class Backend {
  public:
@@ -50,6 +78,20 @@ class Backend {
                        float eps) = 0;
   // y[t, n] = sum_k x[t, k] W[n, k].
   virtual void matmul(const float* x, int64_t ldx, const cpu::Matrix& w, float* y, int64_t ldy, int64_t T) = 0;
+  // The matrices' outputs side by side as one matmul (q/k/v, gate/up): y[t, off_i + n] = sum_k x[t, k] W_i[n, k],
+  // off_i = the rows of the matrices before W_i (all have x's width). A backend may run it as one fused pass; by
+  // default, one matmul per matrix.
+  virtual void matmul_concat(const float* x, int64_t ldx, const std::vector<const cpu::Matrix*>& ws, float* y,
+                             int64_t ldy, int64_t T) {
+    int64_t off = 0;
+    for (const cpu::Matrix* w : ws) {
+      matmul(x, ldx, *w, y + off, ldy, T);
+      off += w->rows;
+    }
+  }
+  // Called once per weight group (as later passed to matmul / matmul_concat) when a model's state is created, so a
+  // backend can lay the weights out for its kernels before the first step rather than during it. Default: nothing.
+  virtual void prepare_matmul(const std::vector<const cpu::Matrix*>& ws) {}
   // y[t, :] += bias (bf16/f32 vector of y's width).
   virtual void add_bias(float* y, int64_t ldy, const TensorInfo& bias, int64_t T) = 0;
   // For each row t (position pos0 + t) and head h of x[t, h*d : (h+1)*d]: optional per-head RMSNorm with weight
@@ -107,6 +149,22 @@ class Backend {
     unsupported("scatter_add_rows");
   }
 
+  // ---- MoE on the backend (routing and experts; ids and weights stay in backend memory, so a device backend needs
+  // no host round trip per layer). The defaults run the host code (route_tokens, then the per-expert
+  // gather_rows / matmul / swiglu / matmul / scatter_add_rows loop): the CPU backend uses them unchanged.
+  // ids (T, k) int32 and weights (T, k) fp32 in backend memory (buffers from alloc(); ids reinterpret the floats):
+  // route_tokens (moe_route.h) of logits (T, ld) backend memory; score_bias (E,) host fp32 or null.
+  virtual void moe_route(const MoeRouter& r, const float* logits, int64_t ld, const float* score_bias, int64_t T,
+                         int32_t* ids, float* weights);
+  // Routed experts: out[t, :H] = Σ_j weights[t, j] · down_e(silu(gate_e · x_t) ⊙ up_e · x_t) with e = ids[t, j]
+  // (experts[e], each of width I), summed from zero over the token's experts in ascending expert order with each
+  // product rounded before its add (HF's index_add_ of `expert(x) * w`, experts in index order). scratch: backend
+  // memory of T·(2H + 2I) floats (moe_expert_scratch_floats). out must not alias x.
+  virtual void moe_experts(const float* x, int64_t ldx, const MoeExpert* experts, int64_t n_experts, int64_t I,
+                           const int32_t* ids, const float* weights, int64_t T, int64_t k, float* out, int64_t ldo,
+                           int64_t H, float* scratch);
+  static int64_t moe_expert_scratch_floats(int64_t T, int64_t H, int64_t I) { return T * (2 * H + 2 * I); }
+
   // ---- MLA (DeepSeek-V3 multi-head latent attention; model-spec.md §3.3, §4). The cache of a layer (alloc_kv with
   // width r + dr) holds per token the kv_a_layernorm'ed latent (r = kv_lora_rank values) followed by the rotated
   // rope key (dr = qk_rope_head_dim values). Queries are rows of nh heads of dn + dr (q_nope ‖ q_rope); kv_b is
@@ -149,6 +207,17 @@ class Backend {
                                    int64_t T, int64_t pos0, int64_t nh, int64_t dn, int64_t dr, int64_t dv,
                                    float scale, bool first, bool last) {
     unsupported("mla_attention_block");
+  }
+
+  // ---- Sampling on the device (saves copying the logits to the host each token). can_sample says whether this
+  // backend samples these parameters itself (penalties are the caller's: it uses the host sampler when they are
+  // on); sample returns the next token from backend-memory logits (vocab,) exactly as infer::Sampler::sample picks
+  // it, given the uniform draw u in [0, 1) the host sampler would have made, and the token's log-softmax in
+  // *logprob when asked, or -1 when it cannot.
+  virtual bool can_sample(int64_t vocab, float temperature, int32_t top_k) const { return false; }
+  virtual int32_t sample(const float* logits, int64_t vocab, float temperature, int32_t top_k, float top_p,
+                         float min_p, double u, float* logprob = nullptr) {
+    return -1;
   }
 
  protected:

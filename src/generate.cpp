@@ -110,7 +110,7 @@ TokenGenerator::TokenGenerator(const Transformer& model, Sampler& sampler, const
 }
 
 // Hands one token to the caller. Returns false when generation must end (cancel, eos, stop string).
-bool TokenGenerator::emit(int32_t id, const float* logits, bool forced) {
+bool TokenGenerator::emit(int32_t id, const float* logits, bool forced, float lp) {
   res_.gen_tokens++;
   infer_token_info info{};
   info.id = id;
@@ -137,6 +137,7 @@ bool TokenGenerator::emit(int32_t id, const float* logits, bool forced) {
   } else {
     top_ids_.clear();
     top_lp_.clear();
+    info.logprob = lp;  // the device's, when it sampled the token (0 otherwise)
   }
   info.n_top = int32_t(top_ids_.size());
   info.top_ids = top_ids_.data();
@@ -158,7 +159,8 @@ bool TokenGenerator::emit(int32_t id, const float* logits, bool forced) {
   return true;
 }
 
-bool TokenGenerator::next(const float* logits, int64_t n_past, int64_t n_ctx, Feed* feed) {
+bool TokenGenerator::next(const float* logits, int64_t n_past, int64_t n_ctx, Feed* feed,
+                          const DeviceSampling* dev) {
   if (done_ || !budget_left()) return done_ = true, false;
   if (in_think_ && opts_.thinking_budget >= 0 && think_count_ >= opts_.thinking_budget) {
     // The budget is spent: insert the stop-thinking text (it ends with </think>), then the model answers.
@@ -169,9 +171,20 @@ bool TokenGenerator::next(const float* logits, int64_t n_past, int64_t n_ctx, Fe
     *feed = {cut_ids_.data(), int64_t(cut_ids_.size()), true};
     return true;
   }
-  sampled_ = sampler_.sample(logits, V_);
+  float lp = 0.0f;
+  if (dev) {  // the logits stay on the device: the backend samples, with the host sampler's uniform draw
+    const infer_sampler_params& sp = sampler_.params();
+    const double u = sp.temperature > 0 ? sampler_.draw_uniform() : 0.0;
+    sampled_ = dev->backend->sample(dev->logits, V_, sp.temperature, sp.top_k, sp.top_p, sp.min_p, u, &lp);
+    if (sampled_ < 0 || sampled_ >= V_)
+      fail(INFER_ERR_INTERNAL, dev->backend->name() + " backend: device sampling returned token " +
+                                   std::to_string(sampled_));
+    logits = nullptr;
+  } else {
+    sampled_ = sampler_.sample(logits, V_);
+  }
   sampler_.accept(sampled_, false);
-  if (!emit(sampled_, logits, false) || !budget_left() || n_past >= n_ctx) return done_ = true, false;
+  if (!emit(sampled_, logits, false, lp) || !budget_left() || n_past >= n_ctx) return done_ = true, false;
   *feed = {&sampled_, 1, false};
   return true;
 }
@@ -212,6 +225,18 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
   while (common < int64_t(cached.size()) && common < n_prompt && cached[common] == prompt[common]) ++common;
   if (common == n_prompt) --common;
   ctx.truncate(common);
+
+  // Sampling on the device: the logits stay in backend memory (the session's host copy is off until we return).
+  const infer_sampler_params& sp = sampler.params();
+  const bool on_device = opts.device_sampling && opts.n_logprobs == 0 && !sampler.has_penalties() && !ctx.mtp() &&
+                         ctx.backend().can_sample(V, sp.temperature, sp.top_k);
+  struct HostLogits {
+    Session& s;
+    bool saved;
+    ~HostLogits() { s.set_host_logits(saved); }
+  } restore{ctx, ctx.host_logits()};
+  if (on_device) ctx.set_host_logits(false);
+
   const auto t0 = std::chrono::steady_clock::now();
   ctx.eval(prompt + common, n_prompt - common, false);
   infer_generate_result& res = gen.result();
@@ -225,7 +250,10 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
   const float* cur = ctx.logits();
   const auto t1 = std::chrono::steady_clock::now();
   TokenGenerator::Feed feed;
-  while (gen.next(cur, spec.n_past(), ctx.n_ctx(), &feed)) {
+  TokenGenerator::DeviceSampling dev{&ctx.backend(), nullptr};
+  for (;;) {
+    if (on_device) dev.logits = ctx.device_logits();  // this position's logits, in backend memory
+    if (!gen.next(on_device ? nullptr : cur, spec.n_past(), ctx.n_ctx(), &feed, on_device ? &dev : nullptr)) break;
     if (feed.forced) {
       spec.flush();
       ctx.eval(feed.ids, feed.n, false);

@@ -21,6 +21,9 @@ struct GenerateOptions {
   std::vector<int32_t> eos_ids;
   int32_t thinking_budget = -1;  // < 0: unlimited
   int32_t n_draft = 1;           // tokens drafted per round when the context runs an MTP head (speculative.h)
+  // Sample on the device when the backend can (Backend::can_sample) and nothing needs the host logits (no
+  // penalties, no top-N logprobs, no MTP): the logits then never leave the device. Same tokens either way.
+  bool device_sampling = true;
 };
 
 // The text inserted when the thinking budget runs out (model-spec.md §7.3, the Qwen docs' form, byte for byte).
@@ -60,14 +63,20 @@ class TokenGenerator {
   };
   // logits: of the position after the n_past cached tokens (a context of n_ctx). Emits the next token(s) to
   // on_token and returns true with *feed set, or false when generation has ended (result().finish_reason says why).
-  bool next(const float* logits, int64_t n_past, int64_t n_ctx, Feed* feed);
+  // Device sampling (Backend::can_sample said yes for the sampler's parameters): `logits` is not read; the backend
+  // samples from its own copy and returns the token's logprob with it.
+  struct DeviceSampling {
+    Backend* backend = nullptr;
+    const float* logits = nullptr;  // backend memory, (vocab,)
+  };
+  bool next(const float* logits, int64_t n_past, int64_t n_ctx, Feed* feed, const DeviceSampling* dev = nullptr);
   // At the end: releases the text still held back (partial UTF-8, a partial stop string) unless a stop string matched.
   void finish();
   infer_generate_result& result() { return res_; }
 
  private:
   bool budget_left() const { return opts_.max_tokens <= 0 || res_.gen_tokens < opts_.max_tokens; }
-  bool emit(int32_t id, const float* logits, bool forced);
+  bool emit(int32_t id, const float* logits, bool forced, float lp = 0.0f);
 
   const GenerateOptions& opts_;
   Sampler& sampler_;

@@ -76,6 +76,11 @@ cpu::Matrix Transformer::matrix(const std::string& name, int64_t rows, int64_t c
   m.cols = cols;
   switch (t.dtype) {
     case DType::BF16:
+      m.dtype = t.dtype;
+      m.data = t.data;
+      // Mapped read-only from the file (SafeTensors::open_dir): the CPU backend may drop these pages once packed.
+      m.pack = packs_.emplace_back(std::make_unique<cpu::PackCache>(true)).get();
+      break;
     case DType::F32:
       m.dtype = t.dtype;
       m.data = t.data;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "cpu/gemm.h"
 #include "cpu/ops.h"
 #include "hf_config.h"
 #include "safetensors.h"
@@ -37,6 +38,9 @@ struct ForwardState {
   int64_t n_batch = 0;
   int64_t n_past = 0;  // tokens in the cache
   int64_t block_size = 0;  // > 0: a paged state (new_paged_state): the cache rows form blocks of this many tokens
+  // Backend memory: the last row of the logits of the latest forward (for sampling on the device). forward()
+  // sets it; a null host `logits` pointer skips the copy to the host.
+  const float* last_logits = nullptr;
   std::vector<float*> buffers;
   std::vector<void*> kv;
 };
@@ -73,7 +77,8 @@ class Transformer {
   virtual std::unique_ptr<ForwardState> new_state(Backend& backend, int64_t n_ctx, int64_t n_batch) const = 0;
   // Runs tokens ids[0..n) (n <= n_batch) at positions st.n_past.. and appends them to the cache. Writes host logits
   // for the last position (logits: [vocab]) or for every position (all_logits: [n, vocab]). The caller checks
-  // capacity and ids. dump, if given, receives every named intermediate (host copies).
+  // capacity and ids. dump, if given, receives every named intermediate (host copies). A null `logits` skips the
+  // copy to the host (st.last_logits still points at the last row in backend memory).
   virtual void forward(ForwardState& st, const int32_t* ids, int64_t n, float* logits, bool all_logits,
                        const DumpFn* dump) const = 0;
 
@@ -87,13 +92,16 @@ class Transformer {
                                                         int64_t n_tokens, int64_t n_seqs) const;
   // Runs every sequence's tokens in one step (1 <= n_seqs <= the state's, n_tokens at most; every token's KV is written
   // to its row of the pool before attention) and writes the host logits of each sequence's last token to
-  // logits[s, vocab]. A sequence's results equal what forward() computes for it alone.
+  // logits[s, vocab]. A sequence's results equal what forward() computes for it alone. st.last_logits points at the
+  // last sequence's row in backend memory (the rows are consecutive, vocab apart); a null `logits` skips the copy.
   virtual void forward_batch(ForwardState& st, const BatchSeq* seqs, int64_t n_seqs, float* logits) const;
 
   virtual int64_t vocab_size() const { return config.vocab_size; }
   virtual int64_t kv_bytes_per_token() const = 0;
   virtual int64_t n_params() const;
   virtual int64_t weight_bytes() const;
+  // Weight bytes one decode step reads (infer_model_weight_bytes_per_token). Default: all of them.
+  virtual int64_t weight_bytes_per_token() const { return weight_bytes(); }
   virtual std::string describe() const;
 
   // ---- Multi-token prediction: a draft head (DeepSeek-V3's MTP module, model-spec.md §5) that proposes the token
@@ -123,6 +131,8 @@ class Transformer {
   const TensorInfo& vector(const std::string& name, int64_t n, const std::string& fields);
   // Storage for weights converted at load (f16 → f32); kept alive with the model.
   std::vector<std::vector<float>> converted_;
+  // Per bf16 weight: where the CPU backend keeps its packed form (cpu::Matrix::pack).
+  std::vector<std::unique_ptr<cpu::PackCache>> packs_;
   int64_t fp8_block_ = 0;  // quantization_config's FP8 scale block side, read at the first FP8 weight
 };
 

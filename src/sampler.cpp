@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 namespace infer {
@@ -25,6 +26,16 @@ void Sampler::reset() {
   counts_.clear();
   seen_.clear();
   rng_.seed(p_.seed);
+}
+
+bool Sampler::has_penalties() const {
+  return (p_.repetition_penalty > 0 && p_.repetition_penalty != 1.0f) || p_.presence_penalty != 0 ||
+         p_.frequency_penalty != 0;
+}
+
+double Sampler::draw_uniform() {
+  // std::uniform_real_distribution<double>(0, mass)(rng_) is mass × this canonical draw (libstdc++ and libc++).
+  return std::generate_canonical<double, std::numeric_limits<double>::digits>(rng_);
 }
 
 int32_t Sampler::sample(const float* logits, int32_t n) {

@@ -17,6 +17,11 @@ class Sampler {
   void accept(int32_t token, bool is_prompt);
   void reset();
   int32_t sample(const float* logits, int32_t n_vocab);
+  // Whether a repetition/presence/frequency penalty is on (they need the host logits).
+  bool has_penalties() const;
+  // The draw sample() makes when the temperature is above 0, as a uniform u in [0, 1) (sample() uses u × the kept
+  // mass): for a device sampler that must pick the same token; advances the RNG as sample() would.
+  double draw_uniform();
   const infer_sampler_params& params() const { return p_; }
 
  private:

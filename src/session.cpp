@@ -37,12 +37,13 @@ void Session::eval(const int32_t* ids, int64_t n, bool all_logits, const DumpFn*
       fail(INFER_ERR_INVALID_ARG, "token id " + std::to_string(ids[i]) + " is outside the vocabulary [0, " +
                                       std::to_string(V) + ")");
   if (dump && n > n_batch_) fail(INFER_ERR_INVALID_ARG, "dump: at most n_batch tokens in one eval");
-  logits_rows_ = all_logits ? n : 1;
+  const bool host = host_logits_ || all_logits || dump;
+  logits_rows_ = !host ? 0 : all_logits ? n : 1;
   logits_.resize(size_t(logits_rows_ * V));
   state_->n_past = n_past();
   for (int64_t b = 0; b < n; b += n_batch_) {
     const int64_t m = std::min(n_batch_, n - b);
-    float* out = all_logits ? logits_.data() + b * V : logits_.data();
+    float* out = !host ? nullptr : all_logits ? logits_.data() + b * V : logits_.data();
     // Without all_logits only the final step's last row matters; earlier steps write it and are overwritten.
     model_.forward(*state_, ids + b, m, out, all_logits, dump);
     tokens_.insert(tokens_.end(), ids + b, ids + b + m);

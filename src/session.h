@@ -29,6 +29,11 @@ class Session {
   void truncate(int64_t n_keep);
   const float* logits() const { return logits_.data(); }
   int64_t logits_rows() const { return logits_rows_; }
+  // Host logits off: eval() leaves the logits in backend memory only (device_logits(), the last row; logits_rows()
+  // is 0) — for sampling on the device (Backend::sample). On by default.
+  void set_host_logits(bool on) { host_logits_ = on; }
+  bool host_logits() const { return host_logits_; }
+  const float* device_logits() const { return state_->last_logits; }
 
   // The model's MTP draft head (DeepSeek): on by default when the model has one. draft() proposes up to n tokens
   // after `next` (the sampled token that follows the cached ones) → out[0..k), optionally with their logits
@@ -46,6 +51,7 @@ class Session {
   std::vector<float> logits_;
   int64_t logits_rows_ = 0;
   bool mtp_ = true;
+  bool host_logits_ = true;
 };
 
 }  // namespace infer

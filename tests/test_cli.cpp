@@ -75,6 +75,45 @@ TEST(Cli, GreedyIdsJson) {
   EXPECT_EQ(nlohmann::json::parse(r2.out)["tokens"], j["tokens"]);
 }
 
+// DeepSeek with an MTP head: speculative decoding is on by default and reported (acceptance rate in the timing
+// line and the JSON); --no-mtp turns it off and gives the same greedy tokens. The KV bytes per token are the MLA
+// latent + rope key of every main layer (the MTP layer's own cache is listed apart).
+TEST(Cli, MtpOnByDefaultReportsAcceptanceAndNoMtpDisables) {
+  const std::string m = tiny("dsv3_mtp");
+  const auto cfg = nlohmann::json::parse(std::ifstream(m + "/config.json"));
+  const int64_t per_layer = (cfg["kv_lora_rank"].get<int64_t>() + cfg["qk_rope_head_dim"].get<int64_t>()) * 4;  // fp32
+  const std::string args = "-m " + m + " --ids 5,6,7,8,9 -n 40 --temp 0 --device cpu";
+  CmdResult on = run_stdout(args + " --json");
+  ASSERT_EQ(on.code, 0) << on.out;
+  auto j = nlohmann::json::parse(on.out);
+  EXPECT_EQ(j["kv_bytes_per_token"], per_layer * cfg["num_hidden_layers"].get<int64_t>());
+  EXPECT_EQ(j["mtp_kv_bytes_per_token"], per_layer * cfg["num_nextn_predict_layers"].get<int64_t>());
+  ASSERT_TRUE(j.contains("mtp")) << on.out;
+  const int drafted = j["mtp"]["draft_tokens"], accepted = j["mtp"]["accepted"];
+  EXPECT_GT(drafted, 0);
+  EXPECT_GT(accepted, 0);
+  EXPECT_DOUBLE_EQ(j["mtp"]["acceptance_rate"].get<double>(), double(accepted) / drafted);
+
+  CmdResult off = run_stdout(args + " --json --no-mtp");
+  ASSERT_EQ(off.code, 0) << off.out;
+  auto k = nlohmann::json::parse(off.out);
+  EXPECT_EQ(k["tokens"], j["tokens"]);
+  EXPECT_FALSE(k.contains("mtp"));
+  EXPECT_FALSE(k.contains("mtp_kv_bytes_per_token"));
+
+  // The human-readable lines on stderr.
+  CmdResult text = run(args);
+  ASSERT_EQ(text.code, 0) << text.out;
+  EXPECT_THAT(text.out, HasSubstr("KV cache " + std::to_string(per_layer * cfg["num_hidden_layers"].get<int64_t>()) +
+                                  " bytes/token"));
+  EXPECT_THAT(text.out, HasSubstr("+ MTP draft head " + std::to_string(per_layer) + " bytes/token"));
+  EXPECT_THAT(text.out, HasSubstr("MTP drafts: " + std::to_string(accepted) + " of " + std::to_string(drafted) +
+                                  " accepted"));
+  CmdResult text_off = run(args + " --no-mtp");
+  EXPECT_THAT(text_off.out, ::testing::Not(HasSubstr("MTP drafts")));
+  EXPECT_THAT(text_off.out, ::testing::Not(HasSubstr("MTP draft head")));
+}
+
 TEST(Cli, SeededSamplingIsReproducible) {
   const std::string a = "-m " + tiny() + " --ids 5,6,7 -n 12 --temp 1.0 --top-k 40 --top-p 0.9 --min-p 0.01 --json";
   CmdResult r1 = run_stdout(a + " --seed 42"), r2 = run_stdout(a + " --seed 42"), r3 = run_stdout(a + " --seed 7");
@@ -229,6 +268,16 @@ TEST(Cli, BenchJsonHasLlamaBenchFields) {
   EXPECT_EQ(j[0]["n_prompt"], 8);
   EXPECT_EQ(j[2]["n_gen"], 4);
   EXPECT_EQ(j[3]["n_threads"], 2);
+  // --mem-bw: the measured bandwidth and the decode roofline (bandwidth / weight bytes read per token) on tg records.
+  CmdResult bw = run_stdout("bench -m " + tiny() + " -p 0 -n 2 -r 1 -t 1 --mem-bw -o json");
+  ASSERT_EQ(bw.code, 0) << bw.out;
+  auto jb = nlohmann::json::parse(bw.out);
+  ASSERT_EQ(jb.size(), 1u);
+  EXPECT_GT(jb[0]["mem_read_gbps"].get<double>(), 0.1);
+  EXPECT_GT(jb[0]["weight_bytes_per_token"].get<int64_t>(), 0);
+  EXPECT_LE(jb[0]["weight_bytes_per_token"].get<int64_t>(), jb[0]["model_size"].get<int64_t>());
+  EXPECT_NEAR(jb[0]["roofline_ts"].get<double>(),
+              jb[0]["mem_read_gbps"].get<double>() * 1e9 / jb[0]["weight_bytes_per_token"].get<double>(), 1e-6);
   CmdResult bad = run("bench -m " + tiny() + " -p x");
   EXPECT_EQ(bad.code, 1);
   EXPECT_THAT(bad.out, HasSubstr("'x'"));

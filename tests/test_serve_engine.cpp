@@ -137,17 +137,19 @@ TEST(BlockPool, DuplicateContentStaysUnregistered) {
 
 // ------------------------------------------------------------------------------------------- paged attention
 
-TEST(PagedAttention, CpuEqualsContiguousAttentionBitForBit) {
+struct PagedCase {
+  int64_t pos0, n;
+};
+
+// Each sequence's rows through paged_attention (keys scattered over the blocks of `tables`, all sequences in one
+// call) equal the contiguous attention over the same keys, bit for bit.
+void paged_equals_contiguous(int64_t nh, int64_t nkv, int64_t d, int64_t bs, int64_t n_blocks,
+                             const std::vector<PagedCase>& seqs, const std::vector<std::vector<int32_t>>& tables) {
   CpuBackend be(2);
-  const int64_t nh = 4, nkv = 2, d = 8, kvw = nkv * d, qw = nh * d, bs = 4;
+  const int64_t kvw = nkv * d, qw = nh * d;
   std::mt19937 rng(1);
   std::normal_distribution<float> N(0, 1);
-  // Sequence lengths (cached + new rows): A = 9 cached + 3 new, B = 0 + 5 (a prompt), C = 6 + 1 (decode).
-  struct S { int64_t pos0, n; };
-  const std::vector<S> seqs = {{9, 3}, {0, 5}, {6, 1}};
-  const int64_t n_blocks = 16;
   std::vector<float> kp(size_t(n_blocks * bs * kvw), 0), vp(kp.size(), 0);
-  std::vector<std::vector<int32_t>> tables = {{7, 2, 11}, {5, 0}, {15, 3}};
   std::vector<float> qall, ref_all;
   std::vector<PagedSeq> ps;
   int64_t row0 = 0;
@@ -174,6 +176,22 @@ TEST(PagedAttention, CpuEqualsContiguousAttentionBitForBit) {
   be.paged_attention(qall.data(), qw, kp.data(), vp.data(), out.data(), qw, ps.data(), int64_t(ps.size()), bs, nh,
                      nkv, d, 0.35f);
   for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], ref_all[i]) << "element " << i;
+}
+
+TEST(PagedAttention, CpuEqualsContiguousAttentionBitForBit) {
+  // Sequence lengths (cached + new rows): A = 9 cached + 3 new, B = 0 + 5 (a prompt), C = 6 + 1 (decode).
+  paged_equals_contiguous(4, 2, 8, 4, 16, {{9, 3}, {0, 5}, {6, 1}}, {{7, 2, 11}, {5, 0}, {15, 3}});
+}
+
+TEST(PagedAttention, CpuEqualsContiguousAttentionBitForBitVectorPath) {
+  // head_dim 64 (the AVX-512 kernel where the CPU has it), 4 query heads per KV head, several 32-key blocks per
+  // sequence, a block size (5) that does not divide them, work items of 16 query vectors (transposed scores) and of
+  // fewer (decode).
+  std::vector<std::vector<int32_t>> tables(3);
+  for (int32_t b = 0; b < 16; ++b) tables[0].push_back(39 - b);       // 76 keys
+  for (int32_t b = 0; b < 8; ++b) tables[1].push_back(2 * b);         // 40 keys
+  for (int32_t b = 0; b < 7; ++b) tables[2].push_back(2 * b + 1);     // 34 keys
+  paged_equals_contiguous(8, 2, 64, 5, 40, {{70, 6}, {0, 40}, {33, 1}}, tables);
 }
 
 // ------------------------------------------------------------------------------------------- batched forward

@@ -31,6 +31,7 @@
 #include "safetensors.h"
 #include "sampler.h"
 #include "session.h"
+#include "generate.h"
 
 using namespace infer;
 using namespace infer::testutil;
@@ -286,6 +287,63 @@ TEST(SimtCudaBackend, ReleasesAllDeviceMemory) {
 
 // ------------------------------------------------------------------ sampling through the backend
 
+// generate() samples on the device when it can: the logits never reach the host (logits_rows() == 0 after the
+// run), the greedy tokens are HF's, and greedy and seeded sampling give the same tokens and logprobs as the host
+// sampler over the same backend (device_sampling off). Penalties fall back to the host sampler.
+TEST(SimtCudaBackend, GenerateSamplesOnTheDevice) {
+  Fixture f = load("qwen3_tied_gqa2");
+  const auto prompt = read_vec<int32_t>(*f.ref, "greedy_prompt");
+  const auto want = read_vec<int32_t>(*f.ref, "greedy_tokens");
+  struct Run {
+    std::vector<int32_t> ids;
+    std::vector<float> lps;
+    int64_t host_rows;
+  };
+  auto run = [&](const infer_sampler_params& p, bool device, int n) {
+    Session ctx(*f.model, 128, cuda(CudaPrecision::kFp32), 64);
+    Sampler s(p);
+    GenerateOptions o;
+    o.max_tokens = n;
+    o.device_sampling = device;
+    Run r;
+    generate(ctx, prompt.data(), int64_t(prompt.size()), s, o, [&](const infer_token_info& t) {
+      if (t.id >= 0) r.ids.push_back(t.id), r.lps.push_back(t.logprob);
+      return true;
+    });
+    r.host_rows = ctx.logits_rows();
+    EXPECT_TRUE(ctx.host_logits()) << "generate restores the session's host logits";
+    return r;
+  };
+  infer_sampler_params greedy{};
+  greedy.temperature = 0.0f;
+  greedy.repetition_penalty = 1.0f;
+  greedy.top_p = 1.0f;
+  const int n = 10;
+  Run dev = run(greedy, true, n), host = run(greedy, false, n);
+  EXPECT_EQ(dev.host_rows, 0) << "device sampling copied the logits to the host";
+  EXPECT_EQ(host.host_rows, 1);
+  ASSERT_EQ(dev.ids.size(), size_t(n));
+  for (int i = 0; i < n; ++i) EXPECT_EQ(dev.ids[size_t(i)], want[size_t(i)]) << "greedy step " << i;
+  EXPECT_EQ(dev.ids, host.ids);
+  for (int i = 0; i < n; ++i) EXPECT_NEAR(dev.lps[size_t(i)], host.lps[size_t(i)], 1e-4) << i;
+
+  infer_sampler_params samp = greedy;
+  samp.temperature = 1.3f;
+  samp.top_k = 40;
+  samp.top_p = 0.95f;
+  samp.min_p = 0.01f;
+  for (uint64_t seed : {1u, 2u, 3u}) {
+    samp.seed = seed;
+    Run a = run(samp, true, n), b = run(samp, false, n);
+    EXPECT_EQ(a.host_rows, 0);
+    EXPECT_EQ(a.ids, b.ids) << "seed " << seed;
+    for (size_t i = 0; i < a.lps.size() && i < b.lps.size(); ++i) EXPECT_NEAR(a.lps[i], b.lps[i], 1e-4);
+  }
+  infer_sampler_params pen = samp;
+  pen.repetition_penalty = 1.2f;
+  EXPECT_EQ(run(pen, true, 3).host_rows, 1) << "penalties need the host sampler";
+}
+
 TEST(SimtCudaBackend, SampleOnDeviceMatchesSampler) {
   CudaBackend be;
   const int64_t V = 512;
@@ -307,7 +365,14 @@ TEST(SimtCudaBackend, SampleOnDeviceMatchesSampler) {
     Sampler s(p);
     std::mt19937_64 r(seed);
     const double u = std::generate_canonical<double, std::numeric_limits<double>::digits>(r);
-    EXPECT_EQ(be.sample(d, V, p.temperature, p.top_k, p.top_p, p.min_p, u), s.sample(logits.data(), int32_t(V)));
+    float lp = 0.0f;
+    const int32_t id = s.sample(logits.data(), int32_t(V));
+    EXPECT_EQ(be.sample(d, V, p.temperature, p.top_k, p.top_p, p.min_p, u, &lp), id);
+    // The token's log-softmax over the raw logits.
+    double mx = logits[0], sum = 0;
+    for (float x : logits) mx = std::max(mx, double(x));
+    for (float x : logits) sum += std::exp(double(x) - mx);
+    EXPECT_NEAR(lp, logits[size_t(id)] - (mx + std::log(sum)), 1e-5);
   }
   be.release(d);
   float* big = be.alloc(2048);

@@ -19,6 +19,9 @@ Usage (from the repository root; docs/fixtures.md):
   python3 tools/make_tiny_models_moe.py                     # (re)write every fixture below
   python3 tools/make_tiny_models_moe.py --only llama_rope3  # one fixture
   python3 tools/make_tiny_models_moe.py --verify            # rebuild in a temp dir and compare
+  python3 tools/make_tiny_models_moe.py --qwen3-moe-shape OUTDIR [--layers 4]
+      # benchmark model (not committed): Qwen3-30B-A3B's real dims (hidden 2048, 32/4 heads, head_dim 128,
+      # 128 experts of width 768, top-8, untied vocab 151936) cut to a few layers to fit in memory
 
 Checkpoints keep the Hub's per-expert tensor names (mlp.experts.{e}.gate_proj.weight, …): transformers 4.57.1
 stores Qwen3-MoE and DeepSeek-V3 experts as nn.ModuleList, and the script asserts the layout after saving.
@@ -53,6 +56,8 @@ from transformers import (  # noqa: E402
     LlamaForCausalLM,
     Qwen2Config,
     Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
     Qwen3MoeConfig,
     Qwen3MoeForCausalLM,
 )
@@ -65,6 +70,7 @@ TESTS_DIR = base.TESTS_DIR
 ARCHS = {
     "llama": (LlamaConfig, LlamaForCausalLM),
     "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+    "qwen3": (Qwen3Config, Qwen3ForCausalLM),
     "qwen3_moe": (Qwen3MoeConfig, Qwen3MoeForCausalLM),
     "deepseek_v3": (DeepseekV3Config, DeepseekV3ForCausalLM),
 }
@@ -168,6 +174,16 @@ FIXTURES = {
                    num_experts=8, num_experts_per_tok=2, norm_topk_prob=True, decoder_sparse_step=1,
                    mlp_only_layers=[], tie_word_embeddings=False, max_position_embeddings=256,
                    rope_theta=1_000_000.0, use_sliding_window=False),
+    ),
+    # FP8 dense Qwen3 (the Qwen3-8B/14B-FP8 layout: BF16 scales, every projection quantised; embedding, lm_head
+    # and norms bf16), for the CUDA w8a8 GEMM end to end. hidden 192 = 1.5 column blocks, k/v 64 rows (a partial
+    # row block), intermediate 320 = 2.5 blocks: every matmul has partial edge blocks in N or K.
+    "qwen3_fp8": dict(
+        arch="qwen3", fp8={"scale_dtype": "bfloat16"},
+        shape=dict(vocab_size=256, hidden_size=192, num_hidden_layers=2, num_attention_heads=6,
+                   num_key_value_heads=2, head_dim=32, intermediate_size=320, tie_word_embeddings=False,
+                   max_position_embeddings=256, rope_theta=1_000_000.0, attention_bias=False,
+                   use_sliding_window=False),
     ),
     # DeepSeek-V3 with an MTP module (num_nextn_predict_layers 1, tensors model.layers.1.*) whose block is a copy of
     # the only main layer, so its drafts are often the main model's next choice (make_mtp_tensors). The seed search
@@ -678,13 +694,74 @@ def verify(atol: float) -> int:
     return 0
 
 
+QWEN3_30B_A3B_SHAPE = dict(
+    vocab_size=151936, hidden_size=2048, num_attention_heads=32, num_key_value_heads=4, head_dim=128,
+    intermediate_size=6144, moe_intermediate_size=768, num_experts=128, num_experts_per_tok=8, norm_topk_prob=True,
+    decoder_sparse_step=1, mlp_only_layers=[], tie_word_embeddings=False, rms_norm_eps=1e-6,
+    rope_theta=1_000_000.0, max_position_embeddings=40960, bos_token_id=151643, eos_token_id=151645,
+    hidden_act="silu", attention_bias=False, attention_dropout=0.0, use_sliding_window=False, rope_scaling=None,
+    max_window_layers=48, output_router_logits=False, router_aux_loss_coef=0.001,
+)
+
+
+def write_qwen3_moe_shape(out: Path, layers: int, seed: int = 0) -> None:
+    """A Qwen3-30B-A3B-shaped random bf16 checkpoint with `layers` layers, written tensor by tensor (float32 only in
+    16M-element chunks) so that peak memory is about the bf16 model. Weights ~ N(0, 0.02), norms ~ 1 + N(0, 0.02)."""
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = Qwen3MoeConfig(num_hidden_layers=layers, **QWEN3_30B_A3B_SHAPE)
+    H, nh, nkv, d, V = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.vocab_size
+    E, Ie = cfg.num_experts, cfg.moe_intermediate_size
+    names = [("model.embed_tokens.weight", (V, H))]
+    for L in range(layers):
+        p = f"model.layers.{L}."
+        names += [(p + "input_layernorm.weight", (H,)), (p + "self_attn.q_proj.weight", (nh * d, H)),
+                  (p + "self_attn.k_proj.weight", (nkv * d, H)), (p + "self_attn.v_proj.weight", (nkv * d, H)),
+                  (p + "self_attn.o_proj.weight", (H, nh * d)), (p + "self_attn.q_norm.weight", (d,)),
+                  (p + "self_attn.k_norm.weight", (d,)), (p + "post_attention_layernorm.weight", (H,)),
+                  (p + "mlp.gate.weight", (E, H))]
+        for e in range(E):
+            q = f"{p}mlp.experts.{e}."
+            names += [(q + "gate_proj.weight", (Ie, H)), (q + "up_proj.weight", (Ie, H)),
+                      (q + "down_proj.weight", (H, Ie))]
+    names += [("model.norm.weight", (H,)), ("lm_head.weight", (V, H))]
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    chunk = 1 << 24
+    for name, shape in names:
+        t = torch.empty(shape, dtype=torch.bfloat16)
+        flat = t.view(-1)
+        for s0 in range(0, flat.numel(), chunk):
+            n = min(chunk, flat.numel() - s0)
+            x = torch.randn(n, generator=g, dtype=torch.float32).mul_(0.02)
+            if name.endswith("norm.weight"):
+                x.add_(1.0)
+            flat[s0 : s0 + n] = x.to(torch.bfloat16)
+        sd[name] = t
+    safetensors.torch.save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
+    n_params = sum(t.numel() for t in sd.values())
+    del sd
+    cfg.architectures = ["Qwen3MoeForCausalLM"]
+    cfg.dtype = torch.bfloat16
+    cfg.save_pretrained(out)
+    base.finish_config(out, base.QWEN3_GENERATION)
+    base.link_or_copy_tokenizer(out)
+    size = (out / "model.safetensors").stat().st_size
+    base.log(f"[qwen3-moe-shape] {layers} layers, {n_params / 1e9:.2f} B params, model.safetensors {size / 1e9:.2f} GB")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--qwen3-moe-shape", dest="moe_shape", metavar="OUTDIR",
+                    help="write a Qwen3-30B-A3B-shaped random bf16 model (few layers) for benchmarks, then exit")
+    ap.add_argument("--layers", type=int, default=4, help="--qwen3-moe-shape: number of layers (default 4)")
     ap.add_argument("--only", action="append", choices=list(FIXTURES), help="write only these fixtures (repeatable)")
     ap.add_argument("--verify", action="store_true", help="check the committed fixtures would be reproduced")
     ap.add_argument("--atol", type=float, default=1e-5)
     args = ap.parse_args()
     transformers.logging.set_verbosity_error()
+    if args.moe_shape:
+        write_qwen3_moe_shape(Path(args.moe_shape), args.layers)
+        return 0
     if args.verify:
         return verify(args.atol)
     results = [write_fixture(name, TESTS_DIR) for name in (args.only or list(FIXTURES))]

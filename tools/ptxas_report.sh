@@ -28,7 +28,10 @@ NO_SPILL=(
   '(^|::)gemm[a-z0-9_]*_kernel'
   '(^|::)(mla_)?attention[a-z0-9_]*_kernel'
   '(^|::)moe[a-z0-9_]*_kernel'
+  '(^|::)mla[a-z0-9_]*_kernel'
+  '(^|::)(gather_rows|kv_read)_kernel'
   '(^|::)(sample|embed|kv_write|swiglu|add|add_bias|f32_to_bf16)_kernel'
+  '(^|::)fp8_[a-z0-9_]*_kernel'  # FP8 block-scaled GEMM, decode GEMV, activation quantisation (fp8_gemm.cu)
 )
 
 while getopts "o:a:n:h" opt; do

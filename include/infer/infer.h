@@ -79,6 +79,10 @@ INFER_API int32_t infer_model_vocab_size(const infer_model* model);  /* rows of 
 INFER_API int32_t infer_model_n_ctx_train(const infer_model* model); /* max_position_embeddings */
 INFER_API int64_t infer_model_n_params(const infer_model* model);
 INFER_API int64_t infer_model_weight_bytes(const infer_model* model);
+/* Weight bytes one decode step reads: all of them, less an untied embedding table (one row is read) and, in MoE
+   layers, the experts not routed to (top-k of them are read). The bandwidth roofline of decode is
+   (memory bandwidth) / this. */
+INFER_API int64_t infer_model_weight_bytes_per_token(const infer_model* model);
 /* A one-line description, e.g. "qwen3 28L h1024 16/8 heads d128 bf16 (596M params)". */
 INFER_API const char* infer_model_desc(const infer_model* model);
 /* True when config.json carries the "infer_random_weights" marker (test and demo models). */
@@ -147,7 +151,8 @@ INFER_API int64_t infer_context_mtp_kv_bytes_per_token(const infer_context* ctx)
  * all_logits: keep logits for every one of the n positions (else only the last).
  * INFER_ERR_CONTEXT_FULL if they do not fit; INFER_ERR_INVALID_ARG for an id outside the vocabulary. */
 INFER_API infer_status infer_context_eval(infer_context* ctx, const int32_t* ids, int32_t n, bool all_logits);
-/* Logits of the last eval: rows × vocab floats, row-major; *n_rows is n (all_logits) or 1. */
+/* Logits of the last infer_context_eval: rows × vocab floats, row-major; *n_rows is n (all_logits) or 1. After
+ * infer_generate on a device that samples itself they may stay on the device: then NULL and *n_rows = 0. */
 INFER_API const float* infer_context_logits(const infer_context* ctx, int32_t* n_rows);
 
 /* Evaluates `ids` from an empty cache and writes float32 logits [n, vocab] ("logits") and named

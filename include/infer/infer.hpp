@@ -99,6 +99,7 @@ class Model {
   bool is_random() const { return infer_model_is_random(m_); }
   int64_t n_params() const { return infer_model_n_params(m_); }
   int64_t weight_bytes() const { return infer_model_weight_bytes(m_); }
+  int64_t weight_bytes_per_token() const { return infer_model_weight_bytes_per_token(m_); }
   bool has_tokenizer() const { return infer_model_has_tokenizer(m_); }
   double load_ms() const { return load_ms_; }
   infer_sampler_params sampler_defaults() const { return infer_model_sampler_defaults(m_); }
@@ -141,6 +142,9 @@ class Context {
   infer_context* get() const { return c_; }
   int32_t n_ctx() const { return infer_context_n_ctx(c_); }
   int32_t n_past() const { return infer_context_n_past(c_); }
+  std::string device() const { return infer_context_device(c_); }
+  int64_t kv_bytes_per_token() const { return infer_context_kv_bytes_per_token(c_); }
+  int64_t mtp_kv_bytes_per_token() const { return infer_context_mtp_kv_bytes_per_token(c_); }
   void truncate(int32_t n_keep) { check(infer_context_truncate(c_, n_keep)); }
 
   // Evaluates ids; returns the logits (rows × vocab).

@@ -7,6 +7,8 @@
 #include <new>
 
 #include "common.h"
+#include "cpu/attention.h"
+#include "cpu/gemm.h"
 #include "cpu/ops_fp8.h"
 
 namespace infer {
@@ -32,14 +34,52 @@ void CpuBackend::embed(const TensorInfo& table, const int32_t* ids, int64_t T, f
   for (int64_t t = 0; t < T; ++t) cpu::row_to_f32(table.data + size_t(ids[t]) * H * esz, table.dtype, out + t * ldo, H);
 }
 
+template <typename F>
+void CpuBackend::rows_parallel(int64_t T, int64_t per_row, F&& fn) {
+  const int64_t grain = std::max<int64_t>(1, cpu::min_parallel_work() / std::max<int64_t>(1, per_row));
+  if (T <= grain) return fn(int64_t(0), T);
+  pool_.parallel_for(T, grain, [&](int, int64_t b, int64_t e) { fn(b, e); });
+}
+
 void CpuBackend::rmsnorm(const float* x, int64_t ldx, const TensorInfo& w, float* out, int64_t ldo, int64_t T,
                          int64_t n, float eps) {
-  for (int64_t t = 0; t < T; ++t) cpu::rmsnorm(x + t * ldx, w.data, w.dtype, out + t * ldo, n, eps);
+  rows_parallel(T, 4 * n, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) cpu::rmsnorm(x + t * ldx, w.data, w.dtype, out + t * ldo, n, eps);
+  });
+}
+
+void CpuBackend::add_rmsnorm(float* x, int64_t ldx, const float* y, int64_t ldy, const TensorInfo& w, float* out,
+                             int64_t ldo, int64_t T, int64_t n, float eps) {
+  rows_parallel(T, 5 * n, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      float* xr = x + t * ldx;
+      const float* yr = y + t * ldy;
+      for (int64_t i = 0; i < n; ++i) xr[i] += yr[i];
+      cpu::rmsnorm(xr, w.data, w.dtype, out + t * ldo, n, eps);
+    }
+  });
 }
 
 void CpuBackend::matmul(const float* x, int64_t ldx, const cpu::Matrix& w, float* y, int64_t ldy, int64_t T) {
   if (w.dtype == DType::F8_E4M3) return cpu::matmul_fp8(pool_, x, ldx, w, y, ldy, T);  // w8a16, ops_fp8.h
+  if (w.pack) {
+    const cpu::Matrix* parts[1] = {&w};
+    if (const cpu::PackedMatrix* p = w.pack->get(pool_, parts, 1))
+      return cpu::gemm(pool_, x, ldx, *p, y, ldy, T, w.exact);
+  }
   cpu::matmul(pool_, x, ldx, w, y, ldy, T);
+}
+
+void CpuBackend::prepare_matmul(const std::vector<const cpu::Matrix*>& ws) {
+  if (!ws.empty() && ws[0]->pack) ws[0]->pack->get(pool_, ws.data(), int(ws.size()));
+}
+
+void CpuBackend::matmul_concat(const float* x, int64_t ldx, const std::vector<const cpu::Matrix*>& ws, float* y,
+                               int64_t ldy, int64_t T) {
+  if (!ws.empty() && ws[0]->pack)
+    if (const cpu::PackedMatrix* p = ws[0]->pack->get(pool_, ws.data(), int(ws.size())))
+      return cpu::gemm(pool_, x, ldx, *p, y, ldy, T);
+  Backend::matmul_concat(x, ldx, ws, y, ldy, T);
 }
 
 void CpuBackend::add_bias(float* y, int64_t ldy, const TensorInfo& bias, int64_t T) {
@@ -69,15 +109,17 @@ void CpuBackend::head_norm_rope(float* x, int64_t ldx, int64_t T, int64_t n_head
                                 float eps, int64_t pos0, const RopeTable& rope) {
   const int64_t half = d / 2;
   const float* cs = rope_angles(rope, pos0, T, half);
-  for (int64_t t = 0; t < T; ++t) {
-    const float* c = cs + t * 2 * half;
-    const float* s = c + half;
-    for (int64_t h = 0; h < n_heads; ++h) {
-      float* v = x + t * ldx + h * d;
-      if (norm) cpu::rmsnorm(v, norm->data, norm->dtype, v, d, eps);
-      cpu::rope_neox(v, c, s, d);
+  rows_parallel(T, 6 * n_heads * d, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const float* c = cs + t * 2 * half;
+      const float* s = c + half;
+      for (int64_t h = 0; h < n_heads; ++h) {
+        float* v = x + t * ldx + h * d;
+        if (norm) cpu::rmsnorm(v, norm->data, norm->dtype, v, d, eps);
+        cpu::rope_neox(v, c, s, d);
+      }
     }
-  }
+  });
 }
 
 void CpuBackend::kv_write(void* cache, int64_t width, int64_t pos0, const float* src, int64_t lds, int64_t T) {
@@ -85,54 +127,10 @@ void CpuBackend::kv_write(void* cache, int64_t width, int64_t pos0, const float*
   for (int64_t t = 0; t < T; ++t) std::memcpy(c + (pos0 + t) * width, src + t * lds, size_t(width) * 4);
 }
 
-namespace {
-
-// One query head over keys j = 0 .. nk - 1: o = softmax(q · K^T * scale) V, where key/value j are the d values at
-// kc/vc + row(j) · kvw + goff. The contiguous and the paged attention both run this, so a sequence's output does not
-// depend on how its cache is laid out (bit for bit).
-template <class RowOf>
-inline void attend_head(const float* qh, const float* kc, const float* vc, int64_t kvw, int64_t goff, int64_t nk,
-                        RowOf row, float* sc, float* o, int64_t d, float scale) {
-  float mx = -INFINITY;
-  for (int64_t j = 0; j < nk; ++j) {
-    const float* kj = kc + row(j) * kvw + goff;
-    float s = 0.f;
-    for (int64_t u = 0; u < d; ++u) s += qh[u] * kj[u];
-    sc[j] = s * scale;
-    mx = std::max(mx, sc[j]);
-  }
-  float sum = 0.f;
-  for (int64_t j = 0; j < nk; ++j) {
-    sc[j] = std::exp(sc[j] - mx);
-    sum += sc[j];
-  }
-  const float inv = 1.0f / sum;
-  std::fill(o, o + d, 0.f);
-  for (int64_t j = 0; j < nk; ++j) {
-    const float p = sc[j] * inv;
-    const float* vj = vc + row(j) * kvw + goff;
-    for (int64_t u = 0; u < d; ++u) o[u] += p * vj[u];
-  }
-}
-
-}  // namespace
-
 void CpuBackend::attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out,
                            int64_t ldo, int64_t T, int64_t pos0, int64_t nh, int64_t nkv, int64_t d, float scale) {
-  const float* kc = static_cast<const float*>(k_cache);
-  const float* vc = static_cast<const float*>(v_cache);
-  const int64_t kvw = nkv * d, rep = nh / nkv, n_keys = pos0 + T;
-  if (int64_t(scores_.size()) < pool_.size() * n_keys) scores_.resize(size_t(pool_.size() * n_keys));
-  // One (token, head) pair per work item; each thread gets at least ~min_parallel_work multiply-adds.
-  const int64_t grain = std::max<int64_t>(1, cpu::min_parallel_work() / (n_keys * d * 2));
-  pool_.parallel_for(T * nh, grain, [&](int tid, int64_t b, int64_t e) {
-    float* sc = scores_.data() + size_t(tid) * n_keys;
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t t = i / nh, h = i % nh, g = h / rep;
-      attend_head(q + t * ldq + h * d, kc, vc, kvw, g * d, pos0 + t + 1, [](int64_t j) { return j; }, sc,
-                  out + t * ldo + h * d, d, scale);
-    }
-  });
+  cpu::attention(pool_, q, ldq, static_cast<const float*>(k_cache), static_cast<const float*>(v_cache), nkv * d, out,
+                 ldo, T, pos0, nh, nkv, d, scale);
 }
 
 void CpuBackend::kv_write_rows(void* cache, int64_t width, const int32_t* rows, const float* src, int64_t lds,
@@ -144,43 +142,26 @@ void CpuBackend::kv_write_rows(void* cache, int64_t width, const int32_t* rows, 
 void CpuBackend::paged_attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out,
                                  int64_t ldo, const PagedSeq* seqs, int64_t n_seqs, int64_t bs, int64_t nh,
                                  int64_t nkv, int64_t d, float scale) {
-  const float* kc = static_cast<const float*>(k_cache);
-  const float* vc = static_cast<const float*>(v_cache);
-  const int64_t kvw = nkv * d, rep = nh / nkv;
-  // Query rows of all sequences are numbered 0 .. R-1 in order; row_seq_ maps each to its sequence.
-  int64_t R = 0, max_keys = 1;
-  for (int64_t s = 0; s < n_seqs; ++s) {
-    R += seqs[s].n;
-    max_keys = std::max(max_keys, seqs[s].pos0 + seqs[s].n);
-  }
-  row_seq_.clear();
-  for (int64_t s = 0; s < n_seqs; ++s) row_seq_.insert(row_seq_.end(), size_t(seqs[s].n), int32_t(s));
-  std::vector<int64_t> first(static_cast<size_t>(n_seqs));  // index of each sequence's first row among the R
-  for (int64_t s = 0, r = 0; s < n_seqs; r += seqs[s].n, ++s) first[size_t(s)] = r;
-  if (int64_t(scores_.size()) < pool_.size() * max_keys) scores_.resize(size_t(pool_.size() * max_keys));
-  const int64_t grain = std::max<int64_t>(1, cpu::min_parallel_work() / (max_keys * d * 2));
-  pool_.parallel_for(R * nh, grain, [&](int tid, int64_t b, int64_t e) {
-    float* sc = scores_.data() + size_t(tid) * max_keys;
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t r = i / nh, h = i % nh, g = h / rep;
-      const PagedSeq& ps = seqs[row_seq_[size_t(r)]];
-      const int64_t t = r - first[size_t(row_seq_[size_t(r)])], qrow = ps.row0 + t;
-      const int32_t* blocks = ps.blocks;
-      attend_head(q + qrow * ldq + h * d, kc, vc, kvw, g * d, ps.pos0 + t + 1,
-                  [blocks, bs](int64_t j) { return int64_t(blocks[j / bs]) * bs + j % bs; }, sc,
-                  out + qrow * ldo + h * d, d, scale);
-    }
-  });
+  // The same kernel as attention() with each sequence's keys found through its block table, so a sequence's output
+  // does not depend on how its cache is laid out or on the other sequences (bit for bit).
+  attn_seqs_.resize(size_t(n_seqs));
+  for (int64_t s = 0; s < n_seqs; ++s) attn_seqs_[size_t(s)] = {seqs[s].row0, seqs[s].n, seqs[s].pos0, seqs[s].blocks};
+  cpu::attention(pool_, q, ldq, static_cast<const float*>(k_cache), static_cast<const float*>(v_cache), nkv * d, out,
+                 ldo, attn_seqs_.data(), n_seqs, bs, nh, nkv, d, scale);
 }
 
 void CpuBackend::swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy, int64_t T,
                         int64_t n) {
-  for (int64_t t = 0; t < T; ++t) cpu::silu_mul(g + t * ldg, u + t * ldu, y + t * ldy, n);
+  rows_parallel(T, 8 * n, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) cpu::silu_mul(g + t * ldg, u + t * ldu, y + t * ldy, n);
+  });
 }
 
 void CpuBackend::add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) {
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t i = 0; i < n; ++i) x[t * ldx + i] += y[t * ldy + i];
+  rows_parallel(T, n, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t)
+      for (int64_t i = 0; i < n; ++i) x[t * ldx + i] += y[t * ldy + i];
+  });
 }
 
 // ---- MoE

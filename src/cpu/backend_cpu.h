@@ -5,12 +5,15 @@
 #include <vector>
 
 #include "backend.h"
+#include "cpu/attention.h"
 #include "cpu/thread_pool.h"
 
 namespace infer {
 
 class CpuBackend final : public Backend {
  public:
+  // Matmuls on bf16 model weights (cpu::Matrix::pack set) run the packed GEMM of cpu/gemm.h, packing each weight
+  // (or q/k/v, gate/up concatenation) on first use; other matrices run the kernels of cpu/ops.h.
   explicit CpuBackend(int n_threads) : pool_(n_threads) {}
   std::string name() const override { return "cpu"; }
   ThreadPool& pool() { return pool_; }
@@ -27,6 +30,9 @@ class CpuBackend final : public Backend {
   void rmsnorm(const float* x, int64_t ldx, const TensorInfo& w, float* out, int64_t ldo, int64_t T, int64_t n,
                float eps) override;
   void matmul(const float* x, int64_t ldx, const cpu::Matrix& w, float* y, int64_t ldy, int64_t T) override;
+  void matmul_concat(const float* x, int64_t ldx, const std::vector<const cpu::Matrix*>& ws, float* y, int64_t ldy,
+                     int64_t T) override;
+  void prepare_matmul(const std::vector<const cpu::Matrix*>& ws) override;
   void add_bias(float* y, int64_t ldy, const TensorInfo& bias, int64_t T) override;
   void head_norm_rope(float* x, int64_t ldx, int64_t T, int64_t n_heads, int64_t d, const TensorInfo* norm, float eps,
                       int64_t pos0, const RopeTable& rope) override;
@@ -41,6 +47,8 @@ class CpuBackend final : public Backend {
   void swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy, int64_t T,
               int64_t n) override;
   void add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) override;
+  void add_rmsnorm(float* x, int64_t ldx, const float* y, int64_t ldy, const TensorInfo& w, float* out, int64_t ldo,
+                   int64_t T, int64_t n, float eps) override;
 
   // MoE
   void gather_rows(const float* src, int64_t lds, const int32_t* rows, int64_t n, float* dst, int64_t ldd,
@@ -64,9 +72,11 @@ class CpuBackend final : public Backend {
                            bool first, bool last) override;
 
  private:
+  // Runs fn(begin, end) over row ranges of [0, T), split across threads when a row costs `per_row` enough work.
+  template <typename F>
+  void rows_parallel(int64_t T, int64_t per_row, F&& fn);
   ThreadPool pool_;
-  std::vector<float> scores_;  // (threads, keys) softmax scratch
-  std::vector<int32_t> row_seq_;  // paged_attention: the sequence of each query row
+  std::vector<cpu::AttnSeq> attn_seqs_;  // paged_attention: its sequences in the kernel's form
   // RoPE cos/sin of the rows being processed, (T, 2·half): row t holds cos then sin of position pos0 + t. Every
   // layer's q and k use the same angles, so they are computed once per (table, pos0, T) and reused.
   const float* rope_angles(const RopeTable& rope, int64_t pos0, int64_t T, int64_t half);

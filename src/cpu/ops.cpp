@@ -17,6 +17,7 @@
 
 #include "common.h"
 #include "cpu/ops_fp8.h"
+#include "cpu/simd_math.h"
 
 namespace infer::cpu {
 
@@ -27,7 +28,10 @@ Isa detect_isa() {
   __builtin_cpu_init();
   Isa best = Isa::Generic;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::Avx2;
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) best = Isa::Avx512;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+    best = Isa::Avx512;
+    if (__builtin_cpu_supports("avx512bf16")) best = Isa::Avx512Bf16;
+  }
   return best;
 #else
   return Isa::Generic;
@@ -43,6 +47,7 @@ Isa initial_isa() {
     if (s == "generic") want = Isa::Generic;
     else if (s == "avx2") want = Isa::Avx2;
     else if (s == "avx512") want = Isa::Avx512;
+    else if (s == "avx512bf16") want = Isa::Avx512Bf16;
   }
   return std::min(want, g_best);
 }
@@ -188,7 +193,7 @@ void matmul_rows(const float* x, int64_t ldx, const Matrix& w, float* y, int64_t
                  int64_t n1) {
 #if defined(__x86_64__)
   const bool bf = w.dtype == DType::BF16;
-  if (g_isa == Isa::Avx512) {
+  if (g_isa >= Isa::Avx512) {
     if (bf) matmul_rows_512(x, ldx, static_cast<const uint16_t*>(w.data), w.cols, y, ldy, T, n0, n1);
     else matmul_rows_512(x, ldx, static_cast<const float*>(w.data), w.cols, y, ldy, T, n0, n1);
     return;
@@ -210,6 +215,7 @@ int64_t min_parallel_work() { return g_min_parallel_work; }
 void set_min_parallel_work(int64_t macs) { g_min_parallel_work = std::max<int64_t>(1, macs); }
 const char* isa_name(Isa isa) {
   switch (isa) {
+    case Isa::Avx512Bf16: return "avx512bf16";
     case Isa::Avx512: return "avx512";
     case Isa::Avx2: return "avx2";
     default: return "generic";
@@ -276,7 +282,24 @@ void rmsnorm(const float* x, const void* w, DType wtype, float* out, int64_t n, 
   }
 }
 
+#if defined(__x86_64__)
+namespace {
+__attribute__((target("avx512f"))) void silu_mul_512(const float* g, const float* u, float* y, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+    const __m512 gv = _mm512_maskz_loadu_ps(m, g + i);
+    const __m512 den = _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv)));
+    _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_div_ps(gv, den), _mm512_maskz_loadu_ps(m, u + i)));
+  }
+}
+}  // namespace
+#endif
+
 void silu_mul(const float* g, const float* u, float* y, int64_t n) {
+#if defined(__x86_64__)
+  if (g_isa >= Isa::Avx512) return silu_mul_512(g, u, y, n);
+#endif
   for (int64_t i = 0; i < n; ++i) y[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 

@@ -1,6 +1,6 @@
 // ops.h — CPU kernels of the reference backend: fp32 activations, bf16 or f32 weights, fp32 accumulation.
-// The matrix kernels have AVX-512, AVX2 and portable paths chosen at run time (override with
-// INFER_CPU_ISA=avx512|avx2|generic so tests can run every path on one machine).
+// The matrix kernels have AVX-512 (with AVX512-BF16 where present), AVX2 and portable paths chosen at run time
+// (override with INFER_CPU_ISA=avx512bf16|avx512|avx2|generic so tests can run every path on one machine).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -10,7 +10,7 @@
 
 namespace infer::cpu {
 
-enum class Isa { Generic, Avx2, Avx512 };
+enum class Isa { Generic, Avx2, Avx512, Avx512Bf16 };
 Isa active_isa();               // detected once (or INFER_CPU_ISA)
 void set_isa(Isa isa);          // for tests; clamps to what the CPU supports
 const char* isa_name(Isa isa);
@@ -23,6 +23,8 @@ void set_min_parallel_work(int64_t macs);
 // block scales (ops_fp8.h): W[n, k] = fp8(data[n, k]) · scale[(scale_row0 + n) / block, k / block], the scale grid
 // [ceil(rows'/block), ceil(cols/block)] row-major in scale_dtype (F32, BF16 or F16). scale_row0 lets a view of
 // some rows of a larger FP8 matrix (data offset by whole rows) keep indexing its parent's scale grid.
+class PackCache;  // gemm.h
+
 struct Matrix {
   DType dtype = DType::BF16;
   const void* data = nullptr;
@@ -32,6 +34,12 @@ struct Matrix {
   int64_t block = 0;            // F8_E4M3 only: the scale block side (128)
   int64_t scale_row0 = 0;       // F8_E4M3 views: first row's index in the parent matrix
   int64_t scale_cols = 0;       // F8_E4M3 only: columns of the scale grid (ceil(cols / block))
+  // bf16 model weights: where the CPU backend keeps this matrix packed for its GEMM (gemm.h), owned by the model;
+  // null for matrices that are not model weights (views, scratch), which use the unpacked kernels below.
+  PackCache* pack = nullptr;
+  // Keep fp32 activations in every precision (MoE routers: a rounding that flips an expert choice changes the output
+  // discretely, and HF's DeepSeek-V3 computes its router in fp32 even in bf16 runs).
+  bool exact = false;
 };
 
 // y[t, n] = sum_k x[t, k] * W[n, k] for t < T, n < W.rows; x is [T, ldx] (ldx >= W.cols), y is [T, ldy].

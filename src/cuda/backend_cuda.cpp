@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "cpu/ops_fp8.h"
 #include "cuda/cuda_api.h"
 #include "kernels/kernels.h"
 
@@ -45,13 +46,22 @@ KType ktype(DType t) {
 }
 
 // Scratch slots (device buffers that grow on demand).
-enum Slot { kSlotXBf16, kSlotIds, kSlotPartial, kSlotCount };
+enum Slot {
+  kSlotXBf16, kSlotIds, kSlotPartial,
+  kSlotMoeH, kSlotMoePerm, kSlotMoeX, kSlotMoeY, kSlotMoeG, kSlotMoeU, kSlotMlaPartial,  // MoE / MLA
+  kSlotFp8Act, kSlotFp8Scale,  // FP8 GEMM
+  kSlotCount
+};
+
+constexpr size_t kMaxGraphs = 4;  // decode graphs kept (main model, MTP chain, MTP catch-up, ...)
 
 constexpr int kMinKeysPerSplit = 32;
 
 bool uses_position(const CudaBackend::Op& op) {
   return std::holds_alternative<CudaBackend::RopeOp>(op.args) || std::holds_alternative<CudaBackend::KvWriteOp>(op.args) ||
-         std::holds_alternative<CudaBackend::AttentionOp>(op.args);
+         std::holds_alternative<CudaBackend::AttentionOp>(op.args) ||
+         std::holds_alternative<CudaBackend::RopeStridedOp>(op.args) ||
+         std::holds_alternative<CudaBackend::MlaAttentionOp>(op.args) || std::holds_alternative<CudaBackend::MlaBlockOp>(op.args);
 }
 
 bool same_ops(const std::vector<CudaBackend::Op>& a, const std::vector<CudaBackend::Op>& b) {
@@ -82,6 +92,13 @@ CudaOptions CudaOptions::from_env(int device) {
   if (const char* g = std::getenv("INFER_CUDA_GRAPHS")) o.graphs = std::string(g) != "0";
   if (const char* p = std::getenv("INFER_CUDA_PRECISION"))
     o.precision = std::string(p) == "fp32" ? CudaPrecision::kFp32 : CudaPrecision::kFast;
+  if (const char* f = std::getenv("INFER_CUDA_FP8_MMA")) {
+    const std::string v = f;
+    if (v == "fp8") o.fp8_mma = CudaFp8Mma::kFp8;
+    else if (v == "bf16") o.fp8_mma = CudaFp8Mma::kBf16;
+    else if (v == "auto" || v.empty()) o.fp8_mma = CudaFp8Mma::kAuto;
+    else fail(INFER_ERR_INVALID_ARG, "INFER_CUDA_FP8_MMA='" + v + "': expected auto, fp8 or bf16");
+  }
   return o;
 }
 
@@ -116,6 +133,18 @@ CudaBackend::CudaBackend(const CudaOptions& opts) : opts_(opts) {
     fail(INFER_ERR_UNSUPPORTED, "CUDA: this build has no kernels for " + which +
                                     "; rebuild with CMAKE_CUDA_ARCHITECTURES including " + std::to_string(major) +
                                     std::to_string(minor));
+  init_mla_kernels();
+  {  // FP8 GEMM path: e4m3 mma needs compute capability 8.9 and a kernel image compiled for it
+    const int cc = major * 10 + minor, image = fp8_mma_kernel_arch();
+    const bool capable = cc >= 89 && (image < 0 || image >= 89);
+    if (opts.fp8_mma == CudaFp8Mma::kFp8 && !capable)
+      fail(INFER_ERR_UNSUPPORTED, "CUDA: FP8 tensor-core GEMM requested but " + which +
+                                      (cc < 89 ? " has no FP8 mma (needs compute capability 8.9)"
+                                               : " runs a kernel image built for sm_" + std::to_string(image) +
+                                                     " (rebuild with CMAKE_CUDA_ARCHITECTURES including " +
+                                                     std::to_string(cc) + ")"));
+    fp8_mma_ = opts.fp8_mma == CudaFp8Mma::kFp8 || (opts.fp8_mma == CudaFp8Mma::kAuto && capable);
+  }
   scratch_.resize(kSlotCount);
   try {
     cudaStream_t s = nullptr;
@@ -146,9 +175,13 @@ CudaBackend::~CudaBackend() {
     synchronize();
   } catch (const Error&) {  // a destructor must not throw; the error was the caller's to see at to_host
   }
-  graph_.reset();
-  for (auto* m : {&weights_, &weights_f32_, &ropes_})
+  graphs_.clear();
+  for (auto* m : {&weights_, &weights_f32_, &ropes_, &moe_tables_})
     for (auto& [host, w] : *m) cudaFree(w.ptr);
+  for (auto& [key, w] : fp8_weights_) {
+    cudaFree(w.w);
+    cudaFree(w.scale);
+  }
   for (Weight& w : scratch_) cudaFree(w.ptr);
   for (void* p : allocations_) cudaFree(p);
   cudaFree(step_dev_);
@@ -173,8 +206,8 @@ float* CudaBackend::alloc(int64_t n) {
 void CudaBackend::release(float* p) {
   if (!p) return;
   synchronize();
-  graph_.reset();  // a graph may name the buffer
-  candidate_.clear();
+  graphs_.clear();  // a graph may name the buffer
+  candidates_.clear();
   kv_rows_.erase(p);
   std::erase(allocations_, static_cast<void*>(p));
   INFER_CUDA_CHECK(cudaFree(p));
@@ -229,7 +262,7 @@ void* CudaBackend::scratch(int slot, size_t bytes) {
     s.bytes = 0;
     INFER_CUDA_CHECK(cudaMalloc(&s.ptr, want));
     s.bytes = want;
-    graph_.reset();  // a graph may name the old buffer
+    graphs_.clear();  // a graph may name the old buffer
   }
   return s.ptr;
 }
@@ -269,7 +302,7 @@ const float* CudaBackend::rope_table(const RopeTable& rope) {
     INFER_CUDA_CHECK(cudaStreamSynchronize(stream_));
     cudaFree(it->second.ptr);
     ropes_.erase(it);
-    graph_.reset();
+    graphs_.clear();
   }
   Weight w;
   w.bytes = rope.inv_freq.size() * sizeof(float);
@@ -320,8 +353,17 @@ void CudaBackend::add_rmsnorm(float* x, int64_t ldx, const float* y, int64_t ldy
 }
 
 void CudaBackend::matmul(const float* x, int64_t ldx, const cpu::Matrix& w, float* y, int64_t ldy, int64_t T) {
+  if (w.dtype == DType::F8_E4M3) {
+    if (!w.scale || w.block != 128 || w.scale_cols != fp8_scale_cols(w.cols))
+      fail(INFER_ERR_UNSUPPORTED, "CUDA backend: FP8 matmul needs 128x128 block scales (block " +
+                                      std::to_string(w.block) + ", " + std::to_string(w.scale_cols) + " scale columns for " +
+                                      std::to_string(w.cols) + " columns)");
+    submit(Op{Fp8MatmulOp{x, ldx, w.data, w.scale, w.scale_dtype, w.scale_row0, w.scale_cols, w.rows, w.cols, y, ldy, T}});
+    return;
+  }
   if (w.dtype != DType::BF16 && w.dtype != DType::F32)
-    fail(INFER_ERR_UNSUPPORTED, std::string("CUDA backend: matmul weights must be bf16 or f32, not ") + dtype_name(w.dtype));
+    fail(INFER_ERR_UNSUPPORTED, std::string("CUDA backend: matmul weights must be bf16, f32 or FP8 e4m3, not ") +
+                                    dtype_name(w.dtype));
   submit(Op{MatmulOp{x, ldx, w.data, w.dtype, w.rows, w.cols, y, ldy, T}});
 }
 
@@ -427,12 +469,25 @@ void CudaBackend::finish_step() {
       if (pos < 0) pos = op.pos0;
       else if (op.pos0 != pos) uniform = false;
     }
-  const bool replay = uniform && graph_ && same_ops(graph_->ops, ops);
-  const bool capture = !replay && uniform && same_ops(candidate_, ops);
-  if (!replay && !capture) {
+  DecodeGraph* run = nullptr;
+  if (uniform)
+    for (auto& g : graphs_)
+      if (same_ops(g->ops, ops)) run = g.get();
+  bool capture = false;
+  if (!run && uniform)
+    for (auto it = candidates_.begin(); it != candidates_.end(); ++it)
+      if (same_ops(*it, ops)) {
+        candidates_.erase(it);
+        capture = true;
+        break;
+      }
+  if (!run && !capture) {
     issue_list(ops, false);
     ++stats_.eager_steps;
-    if (uniform) candidate_ = std::move(ops);
+    if (uniform) {
+      candidates_.push_back(std::move(ops));
+      if (candidates_.size() > kMaxGraphs) candidates_.erase(candidates_.begin());
+    }
     return;
   }
   if (capture) {
@@ -455,15 +510,16 @@ void CudaBackend::finish_step() {
     cudaGraphDestroy(graph);
     INFER_CUDA_CHECK(e);
     g->ops = std::move(ops);
-    graph_ = std::move(g);
-    candidate_.clear();
+    run = g.get();
+    graphs_.push_back(std::move(g));
+    if (graphs_.size() > kMaxGraphs) graphs_.erase(graphs_.begin());
     ++stats_.graph_captures;
   }
   // note: the previous graph launch (the only reader of step_host_) finished at the to_host that ended its
   // step, so the buffer is free to write.
   step_host_[0] = token;
   step_host_[1] = int32_t(std::max<int64_t>(pos, 0));
-  INFER_CUDA_CHECK(cudaGraphLaunch(graph_->exec, stream_));
+  INFER_CUDA_CHECK(cudaGraphLaunch(run->exec, stream_));
   ++stats_.graph_replays;
 }
 
@@ -482,6 +538,22 @@ void CudaBackend::prepare(const std::vector<Op>& ops) {
       rope_table(*o->rope);
     } else if (const auto* o = std::get_if<AttentionOp>(&op.args)) {
       if (o->splits > 1) scratch(kSlotPartial, size_t(o->T * o->n_heads * o->splits * (o->d + 2)) * sizeof(float));
+    } else if (const auto* o = std::get_if<MoeRouteOp>(&op.args)) {
+      if (o->bias) weight_f32(o->bias, DType::F32, o->E);
+    } else if (const auto* o = std::get_if<MoeDecodeOp>(&op.args)) {
+      DType t;
+      moe_table(o->experts, o->E, &t);
+      scratch(kSlotMoeH, size_t(o->k * o->I) * sizeof(float));
+    } else if (const auto* o = std::get_if<RopeStridedOp>(&op.args)) {
+      rope_table(*o->rope);
+    } else if (const auto* o = std::get_if<MlaAttentionOp>(&op.args)) {
+      if (o->splits > 1) scratch(kSlotMlaPartial, size_t(o->T * o->nh * o->splits * (o->r + 2)) * sizeof(float));
+    } else if (const auto* o = std::get_if<Fp8MatmulOp>(&op.args)) {
+      fp8_weight(*o);
+      if (o->T > 1) {
+        scratch(kSlotFp8Act, size_t(o->T * fp8_padded_k(o->cols)));
+        scratch(kSlotFp8Scale, size_t(o->T * fp8_scale_cols(o->cols)) * sizeof(float));
+      }
     }
   }
 }
@@ -571,18 +643,84 @@ void CudaBackend::issue(const Op& op, bool graph, const int32_t* ids) {
     launch_swiglu(o->g, o->ldg, o->u, o->ldu, o->y, o->ldy, o->T, o->n, s);
   } else if (const auto* o = std::get_if<AddOp>(&op.args)) {
     launch_add(o->x, o->ldx, o->y, o->ldy, o->T, o->n, s);
+  } else if (const auto* o = std::get_if<Fp8MatmulOp>(&op.args)) {
+    const Fp8Weight w = fp8_weight(*o);
+    if (o->T == 1) {
+      launch_fp8_gemv(w, o->x, o->y, s);
+      ++stats_.fp8_gemv_calls;
+    } else {
+      // w8a8: x quantised per token per 128 channels (DeepSeek act_quant), then the block-scaled GEMM
+      const int64_t lda = fp8_padded_k(o->cols);
+      auto* q = static_cast<uint8_t*>(scratch(kSlotFp8Act, size_t(o->T * lda)));
+      auto* sa = static_cast<float*>(scratch(kSlotFp8Scale, size_t(o->T * fp8_scale_cols(o->cols)) * sizeof(float)));
+      launch_fp8_act_quant(o->x, o->ldx, o->T, o->cols, q, lda, sa, s);
+      launch_fp8_gemm(q, lda, sa, o->T, w, o->y, o->ldy, fp8_mma_ ? Fp8MmaPath::kFp8 : Fp8MmaPath::kBf16, s);
+      ++stats_.fp8_gemm_calls;
+    }
+  } else {
+    issue_moe_mla(op, graph);
   }
 #if !defined(NDEBUG)
   check_launch("kernel launch");
 #endif
 }
 
+// ------------------------------------------------------------------ FP8 weights
+
+Fp8Weight CudaBackend::fp8_weight(const Fp8MatmulOp& o) {
+  const int64_t row0 = o.scale_row0 % 128, rb0 = o.scale_row0 / 128;
+  const auto key = std::make_tuple(o.w, o.scale, o.scale_row0, o.rows, o.cols);
+  auto it = fp8_weights_.find(key);
+  if (it == fp8_weights_.end()) {
+    // Rows padded to a multiple of 16 bytes (zeros) so that every row is 16-byte aligned for the kernels' loads;
+    // the scale rows the matrix uses, widened to fp32 (bf16/f16 -> f32 is exact).
+    Fp8Device d;
+    d.ldw = fp8_padded_k(o.cols);
+    const size_t wbytes = size_t(o.rows * d.ldw);
+    std::vector<uint8_t> padded;
+    const void* src = o.w;
+    if (d.ldw != o.cols) {
+      padded.assign(wbytes, 0);
+      for (int64_t r = 0; r < o.rows; ++r)
+        std::memcpy(padded.data() + r * d.ldw, static_cast<const uint8_t*>(o.w) + r * o.cols, size_t(o.cols));
+      src = padded.data();
+    }
+    cpu::Matrix m;
+    m.dtype = DType::F8_E4M3;
+    m.scale = o.scale;
+    m.scale_dtype = o.scale_dtype;
+    m.scale_cols = o.scale_cols;
+    const int64_t srows = fp8_scale_rows(o.rows, row0);
+    std::vector<float> sc(size_t(srows * o.scale_cols));
+    for (int64_t r = 0; r < srows; ++r)
+      for (int64_t c = 0; c < o.scale_cols; ++c) sc[size_t(r * o.scale_cols + c)] = cpu::fp8_block_scale(m, rb0 + r, c);
+    INFER_CUDA_CHECK(cudaMalloc(&d.w, wbytes));
+    try {
+      INFER_CUDA_CHECK(cudaMalloc(&d.scale, sc.size() * sizeof(float)));
+    } catch (...) {
+      cudaFree(d.w);
+      throw;
+    }
+    fp8_weights_.emplace(key, d);  // owned from here (freed by the destructor)
+    INFER_CUDA_CHECK(cudaMemcpy(d.w, src, wbytes, cudaMemcpyHostToDevice));
+    INFER_CUDA_CHECK(cudaMemcpy(d.scale, sc.data(), sc.size() * sizeof(float), cudaMemcpyHostToDevice));
+    stats_.weight_bytes += int64_t(wbytes + sc.size() * sizeof(float));
+    it = fp8_weights_.find(key);
+  }
+  const Fp8Device& d = it->second;
+  return Fp8Weight{static_cast<const uint8_t*>(d.w), d.ldw, static_cast<const float*>(d.scale), row0, o.rows, o.cols};
+}
+
 // ------------------------------------------------------------------ sampling
 
-int32_t CudaBackend::sample(const float* logits, int64_t vocab, float temperature, int32_t top_k, float top_p,
-                            float min_p, double u) {
+bool CudaBackend::can_sample(int64_t vocab, float temperature, int32_t top_k) const {
   const int64_t k = top_k > 0 && top_k < vocab ? top_k : vocab;
-  if (temperature > 0.0f && k > sample_max_candidates()) return -1;
+  return temperature <= 0.0f || k <= sample_max_candidates();
+}
+
+int32_t CudaBackend::sample(const float* logits, int64_t vocab, float temperature, int32_t top_k, float top_p,
+                            float min_p, double u, float* logprob) {
+  if (!can_sample(vocab, temperature, top_k)) return -1;
   if (step_active_) finish_step();
   flush_held();
   SampleArgs a;
@@ -592,10 +730,229 @@ int32_t CudaBackend::sample(const float* logits, int64_t vocab, float temperatur
   a.min_p = min_p;
   a.u = u;
   launch_sample(logits, vocab, a, token_dev_, stream_);
-  INFER_CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+  // Slot token_dev_[1] holds the token's logprob (a float in an int32 slot) when it is wanted.
+  float* lp_dev = reinterpret_cast<float*>(token_dev_ + 1);
+  if (logprob) launch_token_logprob(logits, vocab, token_dev_, lp_dev, stream_);
+  INFER_CUDA_CHECK(cudaMemcpyAsync(token_host_, token_dev_, (logprob ? 2 : 1) * sizeof(int32_t),
+                                   cudaMemcpyDeviceToHost, stream_));
   INFER_CUDA_CHECK(cudaStreamSynchronize(stream_));
   check_launch("sample");
+  if (logprob) std::memcpy(logprob, token_host_ + 1, sizeof(float));
   return *token_host_;
+}
+
+// ------------------------------------------------------------------ MoE and MLA
+
+const void* const* CudaBackend::moe_table(const MoeExpert* experts, int64_t E, DType* wtype) {
+  const DType t = experts[0].gate.dtype;
+  *wtype = t;
+  if (t != DType::BF16 && t != DType::F32) return nullptr;
+  for (int64_t e = 0; e < E; ++e)
+    for (const cpu::Matrix* m : {&experts[e].gate, &experts[e].up, &experts[e].down})
+      if (m->dtype != t) return nullptr;
+  auto it = moe_tables_.find(experts);
+  if (it != moe_tables_.end()) return static_cast<const void* const*>(it->second.ptr);
+  std::vector<const void*> ptrs(size_t(3 * E));
+  for (int64_t e = 0; e < E; ++e) {
+    const cpu::Matrix* m[3] = {&experts[e].gate, &experts[e].up, &experts[e].down};
+    for (int i = 0; i < 3; ++i)
+      ptrs[size_t(i * E + e)] = weight(m[i]->data, size_t(m[i]->rows * m[i]->cols) * dtype_size(t));
+  }
+  Weight w;
+  w.bytes = ptrs.size() * sizeof(void*);
+  INFER_CUDA_CHECK(cudaMalloc(&w.ptr, w.bytes));
+  INFER_CUDA_CHECK(cudaMemcpy(w.ptr, ptrs.data(), w.bytes, cudaMemcpyHostToDevice));
+  moe_tables_.emplace(experts, w);
+  return static_cast<const void* const*>(w.ptr);
+}
+
+const void* CudaBackend::mla_weight(const cpu::Matrix& m, DType* type) {
+  if (m.dtype == DType::BF16 || m.dtype == DType::F32) {
+    *type = m.dtype;
+    return weight(m.data, size_t(m.rows * m.cols) * dtype_size(m.dtype));
+  }
+  if (m.dtype != DType::F8_E4M3)
+    fail(INFER_ERR_UNSUPPORTED, std::string("CUDA backend: kv_b_proj of dtype ") + dtype_name(m.dtype) +
+                                    " is not supported by the MLA kernels (bf16, f32, fp8 e4m3)");
+  // FP8 (block-scaled): dequantised once to fp32 with the CPU's own row conversion (the same values), as the
+  // absorbed kernels read kv_b by columns and rows alike. note: 4 bytes per weight instead of 1.
+  *type = DType::F32;
+  auto it = weights_f32_.find(m.data);
+  if (it != weights_f32_.end()) return it->second.ptr;
+  std::vector<float> v(size_t(m.rows * m.cols));
+  for (int64_t r = 0; r < m.rows; ++r) cpu::matrix_row_f32(m, r, v.data() + r * m.cols);
+  Weight w;
+  w.bytes = v.size() * sizeof(float);
+  INFER_CUDA_CHECK(cudaMalloc(&w.ptr, w.bytes));
+  INFER_CUDA_CHECK(cudaMemcpy(w.ptr, v.data(), w.bytes, cudaMemcpyHostToDevice));
+  stats_.weight_bytes += int64_t(w.bytes);
+  weights_f32_.emplace(m.data, w);
+  return w.ptr;
+}
+
+int CudaBackend::mla_splits(int64_t n_keys, int64_t nh) const {
+  // As decode_splits: two waves of blocks, >= kMinKeysPerSplit keys per split, a power of two.
+  const int64_t groups = (nh + 7) / 8;
+  const int64_t want = std::max<int64_t>(1, (2 * sm_count_ + groups - 1) / groups);
+  const int64_t cap = std::max<int64_t>(1, n_keys / kMinKeysPerSplit);
+  const int64_t s = std::min<int64_t>({want, cap, 64});
+  int p = 1;
+  while (p * 2 <= s) p *= 2;
+  return p;
+}
+
+void CudaBackend::moe_route(const MoeRouter& r, const float* logits, int64_t ld, const float* score_bias, int64_t T,
+                            int32_t* ids, float* weights) {
+  if (!moe_route_supported(r.n_experts, r.top_k, r.n_group))
+    fail(INFER_ERR_UNSUPPORTED, "CUDA backend: MoE routing of " + std::to_string(r.top_k) + " of " +
+                                    std::to_string(r.n_experts) + " experts in " + std::to_string(r.n_group) +
+                                    " groups is not supported (at most " + std::to_string(kMoeMaxExperts) +
+                                    " experts, top-k <= " + std::to_string(kMoeMaxTopK) + ", 64 groups)");
+  const bool softmax = r.scoring == MoeRouter::Scoring::Softmax;
+  submit(Op{MoeRouteOp{logits, ld, T, r.n_experts, r.top_k, softmax, r.norm_topk_prob, r.n_group, r.topk_group,
+                       r.routed_scaling_factor, softmax ? nullptr : score_bias, ids, weights}});
+}
+
+void CudaBackend::moe_experts(const float* x, int64_t ldx, const MoeExpert* experts, int64_t n_experts, int64_t I,
+                              const int32_t* ids, const float* weights, int64_t T, int64_t k, float* out, int64_t ldo,
+                              int64_t H, float* /*scratch*/) {
+  DType t = DType::F32;
+  if (T == 1 && moe_table(experts, n_experts, &t)) {
+    submit(Op{MoeDecodeOp{x, experts, n_experts, H, I, k, t, ids, weights, out}});
+    return;
+  }
+  moe_experts_grouped(x, ldx, experts, n_experts, I, ids, weights, T, k, out, ldo, H);
+}
+
+void CudaBackend::moe_experts_grouped(const float* x, int64_t ldx, const MoeExpert* experts, int64_t E, int64_t I,
+                                      const int32_t* ids, const float* weights, int64_t T, int64_t k, float* out,
+                                      int64_t ldo, int64_t H) {
+  // Runs now: the expert sizes must reach the host (a decode step in progress runs eagerly up to here).
+  if (step_active_) finish_step();
+  flush_held();
+  cudaStream_t s = stream_;
+  const int64_t n = T * k;
+  auto* perm = static_cast<int32_t*>(scratch(kSlotMoePerm, size_t(E + 1 + 2 * n) * sizeof(int32_t)));
+  int32_t* rows = perm + E + 1;
+  int32_t* pos = rows + n;
+  auto* xg = static_cast<float*>(scratch(kSlotMoeX, size_t(n * H) * sizeof(float)));
+  auto* y = static_cast<float*>(scratch(kSlotMoeY, size_t(n * H) * sizeof(float)));
+  auto* g = static_cast<float*>(scratch(kSlotMoeG, size_t(T * I) * sizeof(float)));
+  auto* u = static_cast<float*>(scratch(kSlotMoeU, size_t(T * I) * sizeof(float)));
+  launch_moe_permute(ids, T, k, E, perm, rows, pos, s);
+  launch_gather_rows(x, ldx, T, rows, n, xg, H, H, s);
+  std::vector<int32_t> off(size_t(E + 1));
+  INFER_CUDA_CHECK(cudaMemcpyAsync(off.data(), perm, off.size() * sizeof(int32_t), cudaMemcpyDeviceToHost, s));
+  INFER_CUDA_CHECK(cudaStreamSynchronize(s));
+  check_launch("moe_permute");
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t b = off[size_t(e)], ne = off[size_t(e) + 1] - b;
+    if (ne == 0) continue;
+    const MoeExpert& x_e = experts[size_t(e)];
+    matmul(xg + b * H, H, x_e.gate, g, I, ne);
+    matmul(xg + b * H, H, x_e.up, u, I, ne);
+    swiglu(g, I, u, I, g, I, ne, I);
+    matmul(g, I, x_e.down, y + b * H, H, ne);
+  }
+  flush_held();
+  launch_moe_unpermute(y, H, ids, weights, pos, T, k, out, ldo, H, s);
+#if !defined(NDEBUG)
+  check_launch("moe_unpermute");
+#endif
+}
+
+void CudaBackend::rope_strided(float* x, int64_t ldx, int64_t T, int64_t n_heads, int64_t head_stride, int64_t d,
+                               bool interleaved, int64_t pos0, const RopeTable& rope) {
+  if (int64_t(rope.inv_freq.size()) * 2 != d)
+    fail(INFER_ERR_UNSUPPORTED, "CUDA backend: RoPE over " + std::to_string(rope.inv_freq.size() * 2) + " of " +
+                                    std::to_string(d) + " dims is not supported");
+  Op op{RopeStridedOp{x, ldx, T, n_heads, head_stride, d, interleaved, &rope}};
+  op.pos0 = pos0;
+  submit(op);
+}
+
+void CudaBackend::kv_read(const void* cache, int64_t width, int64_t pos0, int64_t n, float* dst, int64_t ldd) {
+  submit(Op{KvReadOp{static_cast<const float*>(cache), width, pos0, n, dst, ldd}});
+}
+
+void CudaBackend::mla_absorb_q(const float* q, int64_t ldq, const cpu::Matrix& kv_b, float* qa, int64_t ldqa,
+                               int64_t T, int64_t nh, int64_t dn, int64_t dr, int64_t dv) {
+  if (!mla_supported(kv_b.cols, dr))
+    fail(INFER_ERR_UNSUPPORTED, "CUDA backend: MLA with kv_lora_rank " + std::to_string(kv_b.cols) + " and rope dim " +
+                                    std::to_string(dr) + " is not supported (kv_lora_rank <= 512)");
+  DType t;
+  const void* w = mla_weight(kv_b, &t);
+  submit(Op{MlaAbsorbOp{false, q, ldq, w, t, kv_b.rows, kv_b.cols, qa, ldqa, T, nh, dn, dr, dv}});
+}
+
+void CudaBackend::mla_absorb_out(const float* o, int64_t ldo, const cpu::Matrix& kv_b, float* out, int64_t ldout,
+                                 int64_t T, int64_t nh, int64_t dn, int64_t dv) {
+  if (!mla_supported(kv_b.cols, 0))
+    fail(INFER_ERR_UNSUPPORTED, "CUDA backend: MLA with kv_lora_rank " + std::to_string(kv_b.cols) +
+                                    " is not supported (kv_lora_rank <= 512)");
+  DType t;
+  const void* w = mla_weight(kv_b, &t);
+  submit(Op{MlaAbsorbOp{true, o, ldo, w, t, kv_b.rows, kv_b.cols, out, ldout, T, nh, dn, 0, dv}});
+}
+
+void CudaBackend::mla_attention_absorbed(const float* qa, int64_t ldqa, const void* cache, int64_t r, int64_t dr,
+                                         float* o, int64_t ldo, int64_t T, int64_t pos0, int64_t nh, float scale) {
+  if (!mla_supported(r, dr))
+    fail(INFER_ERR_UNSUPPORTED, "CUDA backend: MLA with kv_lora_rank " + std::to_string(r) + " and rope dim " +
+                                    std::to_string(dr) + " is not supported (kv_lora_rank <= 512)");
+  const int splits = T == 1 ? mla_splits(pos0 + 1, nh) : 1;
+  Op op{MlaAttentionOp{qa, ldqa, static_cast<const float*>(cache), r, dr, o, ldo, T, nh, scale, splits}};
+  op.pos0 = pos0;
+  submit(op);
+}
+
+void CudaBackend::mla_attention_block(const float* q, int64_t ldq, const float* kvb, int64_t ldkvb, const float* kr,
+                                      int64_t ldkr, int64_t j0, int64_t nj, float* m, float* l, float* out,
+                                      int64_t ldo, int64_t T, int64_t pos0, int64_t nh, int64_t dn, int64_t dr,
+                                      int64_t dv, float scale, bool first, bool last) {
+  if (nj > 8192)  // the block's scores live in shared memory
+    fail(INFER_ERR_UNSUPPORTED, "CUDA backend: MLA key blocks of " + std::to_string(nj) + " keys (at most 8192)");
+  Op op{MlaBlockOp{q, ldq, kvb, ldkvb, kr, ldkr, j0, nj, m, l, out, ldo, T, nh, dn, dr, dv, scale, first, last}};
+  op.pos0 = pos0;
+  submit(op);
+}
+
+void CudaBackend::issue_moe_mla(const Op& op, bool graph) {
+  cudaStream_t s = stream_;
+  const int32_t* pos_dev = graph ? step_dev_ + 1 : nullptr;
+  if (const auto* o = std::get_if<MoeRouteOp>(&op.args)) {
+    MoeRouteArgs a{o->logits, o->ld, o->T, o->E, o->k, o->softmax, o->norm, o->n_group, o->topk_group, o->scaling,
+                   o->bias ? weight_f32(o->bias, DType::F32, o->E) : nullptr, o->ids, o->weights};
+    launch_moe_route(a, s);
+  } else if (const auto* o = std::get_if<MoeDecodeOp>(&op.args)) {
+    DType t;
+    const void* const* table = moe_table(o->experts, o->E, &t);
+    auto* h = static_cast<float*>(scratch(kSlotMoeH, size_t(o->k * o->I) * sizeof(float)));
+    MoeDecodeArgs a{table, ktype(o->wtype), o->E, o->H, o->I, o->k, o->ids, o->weights, o->x, h, o->out};
+    launch_moe_decode(a, s);
+  } else if (const auto* o = std::get_if<RopeStridedOp>(&op.args)) {
+    launch_rope_strided(o->x, o->ldx, o->T, o->n_heads, o->head_stride, o->d, o->interleaved, rope_table(*o->rope),
+                        o->rope->attention_scaling, op.pos0, pos_dev, s);
+  } else if (const auto* o = std::get_if<KvReadOp>(&op.args)) {
+    launch_kv_read(o->cache, kv_rows(o->cache), o->width, o->row0, o->n, o->dst, o->ldd, s);
+  } else if (const auto* o = std::get_if<MlaAbsorbOp>(&op.args)) {
+    if (o->out)
+      launch_mla_absorb_out(o->x, o->ldx, o->kvb, ktype(o->wtype), o->y, o->ldy, o->T, o->nh, o->dn, o->dv, o->r, s);
+    else
+      launch_mla_absorb_q(o->x, o->ldx, o->kvb, ktype(o->wtype), o->y, o->ldy, o->T, o->nh, o->dn, o->dr, o->dv, o->r,
+                          s);
+  } else if (const auto* o = std::get_if<MlaAttentionOp>(&op.args)) {
+    MlaAttentionArgs a{o->qa, o->ldqa, o->cache, kv_rows(o->cache), o->r, o->dr, o->o, o->ldo, o->T, op.pos0, pos_dev,
+                       o->nh, o->scale};
+    float* partial = o->splits > 1 ? static_cast<float*>(scratch(
+                                         kSlotMlaPartial, size_t(o->T * o->nh * o->splits * (o->r + 2)) * sizeof(float)))
+                                   : nullptr;
+    launch_mla_attention(a, o->splits, partial, s);
+  } else if (const auto* o = std::get_if<MlaBlockOp>(&op.args)) {
+    MlaBlockArgs a{o->q, o->ldq, o->kvb, o->ldkvb, o->kr, o->ldkr, o->j0, o->nj, o->m, o->l, o->out, o->ldo, o->T,
+                   op.pos0, pos_dev, o->nh, o->dn, o->dr, o->dv, o->scale, o->first, o->last};
+    launch_mla_attention_block(a, s);
+  }
 }
 
 }  // namespace INFER_CUDA_NS

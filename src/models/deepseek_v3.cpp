@@ -154,6 +154,7 @@ void DeepseekV3::bind_block(Block& b, const std::string& p, bool moe, const Load
   const int64_t E = router_.n_experts, Ie = expert_width_;
   MoeWeights& w = b.experts;
   w.router = matrix(p + "mlp.gate.weight", E, H, "n_routed_experts, hidden_size");
+  w.router.exact = true;  // routing decisions in fp32 (cpu::Matrix::exact)
   const TensorInfo& bias = vector(p + "mlp.gate.e_score_correction_bias", E, "n_routed_experts");
   w.score_bias.resize(size_t(E));
   cpu::row_to_f32(bias.data, bias.dtype, w.score_bias.data(), E);
@@ -379,7 +380,8 @@ void DeepseekV3::main_forward(ForwardState& base, const int32_t* ids, int64_t T,
   }
   emit_dump(be, dump, "final_norm", normed, rows, H);
   be.matmul(normed, H, lm_head_, st.logits, V_, rows);
-  be.to_host(st.logits, logits, rows * V_);
+  st.last_logits = st.logits + (rows - 1) * V_;
+  if (logits) be.to_host(st.logits, logits, rows * V_);
   st.n_past = pos0 + T;
 }
 

@@ -16,7 +16,7 @@ namespace {
 struct DenseState : ForwardState {
   using ForwardState::ForwardState;
   std::vector<void*> k_cache, v_cache;  // per layer: (n_ctx, nkv*d)
-  float *x, *xn, *q, *k, *v, *att, *ffn_out, *ffn_scratch, *logits;
+  float *x, *xn, *qkv, *att, *ffn_out, *ffn_scratch, *logits;  // qkv: rows of q ‖ k ‖ v
   int64_t n_seqs = 0;  // paged: sequences per step (rows of logits)
 };
 
@@ -39,18 +39,29 @@ std::unique_ptr<ForwardState> DenseDecoder::make_state(Backend& backend, int64_t
   }
   st->x = st->buffer(n_batch * c.hidden_size);
   st->xn = st->buffer(n_batch * std::max(c.hidden_size, qw));
-  st->q = st->buffer(n_batch * qw);
-  st->k = st->buffer(n_batch * kvw);
-  st->v = st->buffer(n_batch * kvw);
+  st->qkv = st->buffer(n_batch * (qw + 2 * kvw));
   st->att = st->buffer(n_batch * qw);
   st->ffn_out = st->buffer(n_batch * c.hidden_size);
   st->ffn_scratch = st->buffer(std::max<int64_t>(1, ffn_scratch_floats(n_batch)));
   st->logits = st->buffer(n_logit_rows * c.vocab_size);
+  // Weights in the groups forward() and forward_batch() use (the CPU backend packs them here, once per model).
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const Layer& L = layers_[size_t(l)];
+    backend.prepare_matmul({&L.wq, &L.wk, &L.wv});
+    backend.prepare_matmul({&L.wo});
+    prepare_ffn(backend, l);
+  }
+  backend.prepare_matmul({&lm_head_});
   return st;
 }
 
 int64_t DenseDecoder::kv_bytes_per_token() const {
   return config.num_hidden_layers * 2 * config.num_key_value_heads * config.head_dim * int64_t(sizeof(float));
+}
+
+int64_t DenseDecoder::weight_bytes_per_token() const {
+  // An untied embedding table is read one row per token; a tied one is read whole as the lm_head.
+  return weight_bytes() - (config.tie_word_embeddings ? 0 : int64_t(embed_->nbytes));
 }
 
 void DenseDecoder::bind_weights(const LoadOptions& opts) {
@@ -111,18 +122,23 @@ void DenseDecoder::bind_ffn(int64_t l, const std::string& p) {
   L.w_down = matrix(p + "mlp.down_proj.weight", H, I, "hidden_size, intermediate_size");
 }
 
+void DenseDecoder::prepare_ffn(Backend& be, int64_t l) const {
+  const Layer& L = layers_[size_t(l)];
+  be.prepare_matmul({&L.w_gate, &L.w_up});
+  be.prepare_matmul({&L.w_down});
+}
+
 int64_t DenseDecoder::ffn_scratch_floats(int64_t n_batch) const { return 2 * n_batch * config.intermediate_size; }
 
 void DenseDecoder::ffn(Backend& be, int64_t l, const float* xn, float* out, int64_t T, float* scratch,
                        const std::string& pfx, const DumpFn* dump) const {
   const int64_t H = config.hidden_size, I = config.intermediate_size;
   const Layer& L = layers_[size_t(l)];
-  float* gate = scratch;
-  float* up = scratch + T * I;
-  be.matmul(xn, H, L.w_gate, gate, I, T);
-  be.matmul(xn, H, L.w_up, up, I, T);
-  be.swiglu(gate, I, up, I, gate, I, T, I);
-  be.matmul(gate, I, L.w_down, out, H, T);
+  // gate ‖ up side by side in one matmul (rows of 2I), then silu(gate)·up in place of gate.
+  float* gu = scratch;
+  be.matmul_concat(xn, H, {&L.w_gate, &L.w_up}, gu, 2 * I, T);
+  be.swiglu(gu, 2 * I, gu + I, 2 * I, gu, 2 * I, T, I);
+  be.matmul(gu, 2 * I, L.w_down, out, H, T);
 }
 
 void DenseDecoder::forward(ForwardState& base, const int32_t* ids, int64_t T, float* logits, bool all_logits,
@@ -135,56 +151,60 @@ void DenseDecoder::forward(ForwardState& base, const int32_t* ids, int64_t T, fl
   const int64_t pos0 = st.n_past;
   const float eps = float(c.rms_norm_eps);
   const float scale = 1.0f / std::sqrt(float(d));
+  const int64_t ldqkv = qw + 2 * kvw;
+  float* q = st.qkv;
+  float* k = q + qw;
+  float* v = k + kvw;
   std::vector<float> host;
-  auto emit = [&](const std::string& name, const float* data, int64_t rows, int64_t cols) {
+  auto emit = [&](const std::string& name, const float* data, int64_t rows, int64_t cols, int64_t ld) {
     if (!dump) return;
     host.resize(size_t(rows * cols));
-    be.to_host(data, host.data(), rows * cols);
+    for (int64_t r = 0; r < rows; ++r) be.to_host(data + r * ld, host.data() + r * cols, cols);
     (*dump)(name, host.data(), rows, cols);
   };
 
   be.embed(*embed_, ids, T, st.x, H);
-  emit("embed", st.x, T, H);
+  emit("embed", st.x, T, H, H);
+  be.rmsnorm(st.x, H, *layers_[0].attn_norm, st.xn, H, T, H, eps);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const Layer& L = layers_[l];
     const std::string pfx = "layers." + std::to_string(l) + ".";
-    be.rmsnorm(st.x, H, *L.attn_norm, st.xn, H, T, H, eps);
-    emit(pfx + "attn_norm", st.xn, T, H);
-    be.matmul(st.xn, H, L.wq, st.q, qw, T);
-    be.matmul(st.xn, H, L.wk, st.k, kvw, T);
-    be.matmul(st.xn, H, L.wv, st.v, kvw, T);
+    emit(pfx + "attn_norm", st.xn, T, H, H);
+    be.matmul_concat(st.xn, H, {&L.wq, &L.wk, &L.wv}, st.qkv, ldqkv, T);
     if (L.bq) {
-      be.add_bias(st.q, qw, *L.bq, T);
-      be.add_bias(st.k, kvw, *L.bk, T);
-      be.add_bias(st.v, kvw, *L.bv, T);
+      be.add_bias(q, ldqkv, *L.bq, T);
+      be.add_bias(k, ldqkv, *L.bk, T);
+      be.add_bias(v, ldqkv, *L.bv, T);
     }
-    be.head_norm_rope(st.q, qw, T, nh, d, L.q_norm, eps, pos0, rope_);
-    be.head_norm_rope(st.k, kvw, T, nkv, d, L.k_norm, eps, pos0, rope_);
-    emit(pfx + "q", st.q, T, qw);
-    emit(pfx + "k", st.k, T, kvw);
-    emit(pfx + "v", st.v, T, kvw);
-    be.kv_write(st.k_cache[l], kvw, pos0, st.k, kvw, T);
-    be.kv_write(st.v_cache[l], kvw, pos0, st.v, kvw, T);
-    be.attention(st.q, qw, st.k_cache[l], st.v_cache[l], st.att, qw, T, pos0, nh, nkv, d, scale);
-    emit(pfx + "attn", st.att, T, qw);
+    be.head_norm_rope(q, ldqkv, T, nh, d, L.q_norm, eps, pos0, rope_);
+    be.head_norm_rope(k, ldqkv, T, nkv, d, L.k_norm, eps, pos0, rope_);
+    emit(pfx + "q", q, T, qw, ldqkv);
+    emit(pfx + "k", k, T, kvw, ldqkv);
+    emit(pfx + "v", v, T, kvw, ldqkv);
+    be.kv_write(st.k_cache[l], kvw, pos0, k, ldqkv, T);
+    be.kv_write(st.v_cache[l], kvw, pos0, v, ldqkv, T);
+    be.attention(q, ldqkv, st.k_cache[l], st.v_cache[l], st.att, qw, T, pos0, nh, nkv, d, scale);
+    emit(pfx + "attn", st.att, T, qw, qw);
     be.matmul(st.att, qw, L.wo, st.xn, H, T);
-    emit(pfx + "attn_out", st.xn, T, H);
-    be.add(st.x, H, st.xn, H, T, H);
-
-    be.rmsnorm(st.x, H, *L.ffn_norm, st.xn, H, T, H, eps);
-    emit(pfx + "ffn_norm", st.xn, T, H);
+    emit(pfx + "attn_out", st.xn, T, H, H);
+    be.add_rmsnorm(st.x, H, st.xn, H, *L.ffn_norm, st.xn, H, T, H, eps);  // residual, then the FFN's norm
+    emit(pfx + "ffn_norm", st.xn, T, H, H);
     ffn(be, l, st.xn, st.ffn_out, T, st.ffn_scratch, pfx, dump);
-    emit(pfx + "ffn_out", st.ffn_out, T, H);
-    be.add(st.x, H, st.ffn_out, H, T, H);
-    emit(pfx + "out", st.x, T, H);
+    emit(pfx + "ffn_out", st.ffn_out, T, H, H);
+    if (l + 1 < c.num_hidden_layers)  // residual, then the next layer's attention norm
+      be.add_rmsnorm(st.x, H, st.ffn_out, H, *layers_[l + 1].attn_norm, st.xn, H, T, H, eps);
+    else
+      be.add(st.x, H, st.ffn_out, H, T, H);
+    emit(pfx + "out", st.x, T, H, H);
   }
 
   // Final norm and lm_head on the rows whose logits are wanted.
   const int64_t r0 = all_logits ? 0 : T - 1, rows = T - r0;
   be.rmsnorm(st.x + r0 * H, H, *final_norm_, st.xn, H, rows, H, eps);
-  emit("final_norm", st.xn, rows, H);
+  emit("final_norm", st.xn, rows, H, H);
   be.matmul(st.xn, H, lm_head_, st.logits, V, rows);
-  be.to_host(st.logits, logits, rows * V);
+  st.last_logits = st.logits + (rows - 1) * V;
+  if (logits) be.to_host(st.logits, logits, rows * V);
   st.n_past = pos0 + T;
 }
 
@@ -235,38 +255,45 @@ void DenseDecoder::forward_batch(ForwardState& base, const BatchSeq* seqs, int64
                                     " sequences exceed the state's " + std::to_string(st.n_batch) + " tokens of " +
                                     std::to_string(st.n_seqs) + " sequences per step");
 
+  // The same steps as forward() (fused q/k/v and residual+norm kernels), with RoPE, the cache writes and attention
+  // per sequence.
+  const int64_t ldqkv = qw + 2 * kvw;
+  float* q = st.qkv;
+  float* k = q + qw;
+  float* v = k + kvw;
   be.embed(*embed_, ids.data(), T, st.x, H);
+  be.rmsnorm(st.x, H, *layers_[0].attn_norm, st.xn, H, T, H, eps);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const Layer& L = layers_[size_t(l)];
-    be.rmsnorm(st.x, H, *L.attn_norm, st.xn, H, T, H, eps);
     // The projections run on every token of every sequence at once: each weight is read once per step.
-    be.matmul(st.xn, H, L.wq, st.q, qw, T);
-    be.matmul(st.xn, H, L.wk, st.k, kvw, T);
-    be.matmul(st.xn, H, L.wv, st.v, kvw, T);
+    be.matmul_concat(st.xn, H, {&L.wq, &L.wk, &L.wv}, st.qkv, ldqkv, T);
     if (L.bq) {
-      be.add_bias(st.q, qw, *L.bq, T);
-      be.add_bias(st.k, kvw, *L.bk, T);
-      be.add_bias(st.v, kvw, *L.bv, T);
+      be.add_bias(q, ldqkv, *L.bq, T);
+      be.add_bias(k, ldqkv, *L.bk, T);
+      be.add_bias(v, ldqkv, *L.bv, T);
     }
     for (const PagedSeq& p : ps) {  // RoPE at each sequence's own positions
-      be.head_norm_rope(st.q + p.row0 * qw, qw, p.n, nh, d, L.q_norm, eps, p.pos0, rope_);
-      be.head_norm_rope(st.k + p.row0 * kvw, kvw, p.n, nkv, d, L.k_norm, eps, p.pos0, rope_);
+      be.head_norm_rope(q + p.row0 * ldqkv, ldqkv, p.n, nh, d, L.q_norm, eps, p.pos0, rope_);
+      be.head_norm_rope(k + p.row0 * ldqkv, ldqkv, p.n, nkv, d, L.k_norm, eps, p.pos0, rope_);
     }
-    be.kv_write_rows(st.k_cache[size_t(l)], kvw, rows.data(), st.k, kvw, T);
-    be.kv_write_rows(st.v_cache[size_t(l)], kvw, rows.data(), st.v, kvw, T);
-    be.paged_attention(st.q, qw, st.k_cache[size_t(l)], st.v_cache[size_t(l)], st.att, qw, ps.data(), S, bs, nh, nkv,
-                       d, scale);
+    be.kv_write_rows(st.k_cache[size_t(l)], kvw, rows.data(), k, ldqkv, T);
+    be.kv_write_rows(st.v_cache[size_t(l)], kvw, rows.data(), v, ldqkv, T);
+    be.paged_attention(q, ldqkv, st.k_cache[size_t(l)], st.v_cache[size_t(l)], st.att, qw, ps.data(), S, bs, nh,
+                       nkv, d, scale);
     be.matmul(st.att, qw, L.wo, st.xn, H, T);
-    be.add(st.x, H, st.xn, H, T, H);
-    be.rmsnorm(st.x, H, *L.ffn_norm, st.xn, H, T, H, eps);
+    be.add_rmsnorm(st.x, H, st.xn, H, *L.ffn_norm, st.xn, H, T, H, eps);  // residual, then the FFN's norm
     ffn(be, l, st.xn, st.ffn_out, T, st.ffn_scratch, "layers." + std::to_string(l) + ".", nullptr);
-    be.add(st.x, H, st.ffn_out, H, T, H);
+    if (l + 1 < c.num_hidden_layers)  // residual, then the next layer's attention norm
+      be.add_rmsnorm(st.x, H, st.ffn_out, H, *layers_[size_t(l) + 1].attn_norm, st.xn, H, T, H, eps);
+    else
+      be.add(st.x, H, st.ffn_out, H, T, H);
   }
   // Final norm and lm_head on each sequence's last row only.
   be.gather_rows(st.x, H, last.data(), S, st.ffn_out, H, H);
   be.rmsnorm(st.ffn_out, H, *final_norm_, st.xn, H, S, H, eps);
   be.matmul(st.xn, H, lm_head_, st.logits, V, S);
-  be.to_host(st.logits, logits, S * V);
+  st.last_logits = st.logits + (S - 1) * V;  // the last sequence's row (row s of st.logits is sequence s's)
+  if (logits) be.to_host(st.logits, logits, S * V);
 }
 
 }  // namespace infer::models

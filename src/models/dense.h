@@ -28,6 +28,7 @@ class DenseDecoder : public Transformer {
   std::unique_ptr<ForwardState> new_paged_state(Backend& backend, int64_t n_blocks, int64_t block_size,
                                                 int64_t n_tokens, int64_t n_seqs) const override;
   void forward_batch(ForwardState& st, const BatchSeq* seqs, int64_t n_seqs, float* logits) const override;
+  int64_t weight_bytes_per_token() const override;
 
  protected:
   void bind_weights(const LoadOptions& opts) override;
@@ -42,6 +43,8 @@ class DenseDecoder : public Transformer {
   virtual int64_t ffn_scratch_floats(int64_t n_batch) const;
   virtual void ffn(Backend& be, int64_t l, const float* xn, float* out, int64_t T, float* scratch,
                    const std::string& pfx, const DumpFn* dump) const;
+  // Hands layer l's FFN weight groups to Backend::prepare_matmul (as ffn will use them).
+  virtual void prepare_ffn(Backend& be, int64_t l) const;
 
  private:
   struct Layer {

@@ -1,6 +1,7 @@
-// moe.h — the routed-expert FFN shared by Qwen3-MoE and DeepSeek-V3: host-side routing (router logits are copied to
-// the host, which picks the experts) and expert execution grouped by expert: for each expert that received tokens,
-// gather its rows, run the SwiGLU expert on them as one matmul batch, and scatter-add the weighted output back.
+// moe.h — the routed-expert FFN shared by Qwen3-MoE and DeepSeek-V3: the router GEMM, then the backend's routing
+// (Backend::moe_route: expert ids and weights stay in backend memory) and its grouped expert op
+// (Backend::moe_experts: the CPU runs each expert that received tokens on its rows as one matmul batch and
+// scatter-adds the weighted output back; the CUDA backend routes, permutes and runs the experts on the device).
 // No expert runs for a token that was not routed to it. model-spec.md §3.4 (Qwen3-MoE) and §3.5 (DeepSeek-V3).
 //
 // Numerics follow HF transformers as the references are computed (float32 on the bf16 weights): router GEMM in
@@ -16,30 +17,10 @@
 
 namespace infer::models {
 
-struct Router {
-  enum class Scoring { Softmax, Sigmoid };
-  Scoring scoring = Scoring::Softmax;
-  int64_t n_experts = 0;
-  int64_t top_k = 0;
-  bool norm_topk_prob = false;
-  // Sigmoid (DeepSeek noaux_tc): experts in n_group groups; a token may use only the topk_group groups with the
-  // best sum of their two best (bias-corrected) scores. n_group = 1 disables the restriction.
-  int64_t n_group = 1, topk_group = 1;
-  float routed_scaling_factor = 1.0f;  // multiplies the final weights (DeepSeek)
-};
-
-// Routes T tokens: logits [T, ld] (host, fp32), score_bias (E, host, fp32) or null → ids [T, top_k] (best first),
-// weights [T, top_k]. Softmax: p = softmax(logits); top-k of p; renormalised when norm_topk_prob.
-// Sigmoid: s = sigmoid(logits), chosen by s + bias within the allowed groups; weights from s (no bias), divided by
-// (their sum + 1e-20) when norm_topk_prob, times routed_scaling_factor.
-void route_tokens(const Router& r, const float* logits, int64_t ld, const float* score_bias, int64_t T, int32_t* ids,
-                  float* weights);
-
-struct ExpertWeights {
-  cpu::Matrix gate;  // (I_e, H)
-  cpu::Matrix up;    // (I_e, H)
-  cpu::Matrix down;  // (H, I_e)
-};
+// The router and expert types and the host routing live with the Backend's MoE ops (backend.h).
+using Router = MoeRouter;
+using ExpertWeights = MoeExpert;
+using infer::route_tokens;
 
 struct MoeWeights {
   cpu::Matrix router;                       // (E, H)
@@ -50,7 +31,7 @@ struct MoeWeights {
   int64_t expert_width = 0, shared_width = 0;
 };
 
-// Backend scratch one MoE layer needs for up to n_batch tokens (floats).
+// Backend scratch one MoE layer needs for up to n_batch tokens (floats): logits, ids and weights, expert scratch.
 int64_t moe_scratch_floats(const Router& r, const MoeWeights& w, int64_t H, int64_t n_batch);
 
 // out[T, H] = MoE(xn[T, H]) (out must not alias xn), using `scratch` (moe_scratch_floats). Dumps, under pfx:

@@ -58,6 +58,7 @@ class Qwen3Moe final : public DenseDecoder {
     const int64_t H = config.hidden_size, E = router_.n_experts, Ie = expert_width_;
     MoeWeights& w = moe_[size_t(l)];
     w.router = matrix(p + "mlp.gate.weight", E, H, "num_experts, hidden_size");
+    w.router.exact = true;  // routing decisions in fp32 (cpu::Matrix::exact)
     w.expert_width = Ie;
     w.experts.resize(size_t(E));
     const std::string n_e = " (num_experts=" + std::to_string(E) + ")";
@@ -69,6 +70,28 @@ class Qwen3Moe final : public DenseDecoder {
       x.down = matrix(q + "down_proj.weight", H, Ie, "hidden_size, moe_intermediate_size" + n_e);
     }
     check_no_extra_experts(*weights, p + "mlp.", E, "num_experts");
+  }
+
+  void prepare_ffn(Backend& be, int64_t l) const override {
+    if (!is_moe_[size_t(l)]) return DenseDecoder::prepare_ffn(be, l);
+    const MoeWeights& w = moe_[size_t(l)];
+    be.prepare_matmul({&w.router});
+    for (const ExpertWeights& x : w.experts) {
+      be.prepare_matmul({&x.gate, &x.up});
+      be.prepare_matmul({&x.down});
+    }
+  }
+
+  int64_t weight_bytes_per_token() const override {
+    int64_t n = DenseDecoder::weight_bytes_per_token();
+    for (size_t l = 0; l < moe_.size(); ++l) {
+      if (!is_moe_[l]) continue;
+      const ExpertWeights& x = moe_[l].experts[0];
+      const int64_t expert = (x.gate.rows * x.gate.cols + x.up.rows * x.up.cols + x.down.rows * x.down.cols) *
+                             int64_t(dtype_size(x.gate.dtype));
+      n -= (router_.n_experts - router_.top_k) * expert;  // only top_k experts are read
+    }
+    return n;
   }
 
   int64_t ffn_scratch_floats(int64_t n_batch) const override {

@@ -19,6 +19,9 @@
 #include <thread>
 #include <string>
 #include <vector>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "commands.h"
 #include "infer/infer.hpp"
@@ -38,7 +41,54 @@ struct BenchArgs {
   std::string output = "md";
   std::string device = "cpu";
   int ctx_extra = 0;
+  bool mem_bw = false;
 };
+
+// Streaming read bandwidth with nt threads (each sums its own slice of a 1 GiB buffer; best of 5), in GB/s: the
+// memory side of the decode roofline, measured in the same run as the tests.
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) uint64_t sum_slice_avx2(const uint64_t* p, size_t n) {
+  __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+  for (size_t i = 0; i + 16 <= n; i += 16) {
+    a = _mm256_xor_si256(a, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i)));
+    b = _mm256_xor_si256(b, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 4)));
+    c = _mm256_xor_si256(c, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 8)));
+    d = _mm256_xor_si256(d, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 12)));
+  }
+  a = _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d));
+  return uint64_t(_mm256_extract_epi64(a, 0) ^ _mm256_extract_epi64(a, 1) ^ _mm256_extract_epi64(a, 2) ^
+                  _mm256_extract_epi64(a, 3));
+}
+#endif
+uint64_t sum_slice(const uint64_t* p, size_t n) {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2")) return sum_slice_avx2(p, n);
+#endif
+  uint64_t a = 0, b = 0, c = 0, d = 0;
+  for (size_t i = 0; i + 4 <= n; i += 4) a ^= p[i], b ^= p[i + 1], c ^= p[i + 2], d ^= p[i + 3];
+  return a ^ b ^ c ^ d;
+}
+
+double read_bandwidth_gbps(int nt) {
+  const size_t bytes = size_t(1) << 30, n = bytes / 8;
+  auto* buf = static_cast<uint64_t*>(std::aligned_alloc(64, bytes));
+  if (!buf) return 0;
+  for (size_t i = 0; i < n; ++i) buf[i] = i;
+  double best = 0;
+  std::vector<uint64_t> sink(static_cast<size_t>(nt));
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::thread> th;
+    for (int t = 0; t < nt; ++t)
+      th.emplace_back([&, t] { sink[size_t(t)] = sum_slice(buf + n / size_t(nt) * size_t(t), n / size_t(nt)); });
+    for (auto& x : th) x.join();
+    best = std::max(best, double(bytes) / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::free(buf);
+  volatile uint64_t keep = sink[0];  // the sums are the loads' only use
+  (void)keep;
+  return best / 1e9;
+}
 
 std::vector<int> parse_list(const std::string& s, const char* what) {
   std::vector<int> v;
@@ -147,7 +197,12 @@ int run_bench(const BenchArgs& a) {
   }
 
   const std::string dtype = "bf16";
-  const double rss = peak_rss_mib();
+  const double rss = peak_rss_mib();  // before the bandwidth probe's buffer
+  const int64_t bytes_per_token = model.weight_bytes_per_token();
+  std::vector<double> bw(ths.size(), 0.0);
+  if (a.mem_bw)
+    for (size_t i = 0; i < ths.size(); ++i)
+      bw[i] = read_bandwidth_gbps(ths[i] > 0 ? ths[i] : int(std::thread::hardware_concurrency()));
   json arr = json::array();
   for (const auto& r : recs) {
     const int n = r.n_prompt + r.n_gen;
@@ -195,6 +250,15 @@ int run_bench(const BenchArgs& a) {
     j["samples_ns"] = r.ns;
     j["samples_ts"] = ts;
     j["peak_rss_mib"] = rss;
+    j["weight_bytes_per_token"] = bytes_per_token;
+    if (a.mem_bw) {
+      double gbps = 0;
+      for (size_t i = 0; i < ths.size(); ++i)
+        if ((ths[i] > 0 ? ths[i] : int(std::thread::hardware_concurrency())) == r.n_threads) gbps = bw[i];
+      j["mem_read_gbps"] = gbps;
+      // Decode roofline: every weight byte a token needs, read once at the measured bandwidth.
+      if (r.n_gen > 0) j["roofline_ts"] = gbps * 1e9 / double(bytes_per_token);
+    }
     arr.push_back(j);
   }
 
@@ -214,15 +278,26 @@ int run_bench(const BenchArgs& a) {
       std::cout << "\n";
     }
   } else {
-    std::printf("| model | size | params | backend | threads | test | t/s |\n");
-    std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
+    std::printf("| model | size | params | backend | threads | test | t/s |%s\n", a.mem_bw ? " roofline |" : "");
+    std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |%s\n", a.mem_bw ? " ---: |" : "");
     for (const auto& j : arr) {
       const int p = j["n_prompt"], g = j["n_gen"];
-      std::printf("| %s | %.2f GiB | %.2f B | CPU (%s) | %d | %s%d | %.2f ± %.2f |\n",
-                  model.arch().c_str(), double(j["model_size"].get<int64_t>()) / (1 << 30),
-                  double(j["model_n_params"].get<int64_t>()) / 1e9, infer_system_info(), j["n_threads"].get<int>(),
-                  p ? "pp" : "tg", p ? p : g, j["avg_ts"].get<double>(), j["stddev_ts"].get<double>());
+      std::printf("| %s | %.2f GiB | %.2f B | CPU (%s) | %d | %s%d | %.2f ± %.2f |", model.arch().c_str(),
+                  double(j["model_size"].get<int64_t>()) / (1 << 30), double(j["model_n_params"].get<int64_t>()) / 1e9,
+                  infer_system_info(), j["n_threads"].get<int>(), p ? "pp" : "tg", p ? p : g,
+                  j["avg_ts"].get<double>(), j["stddev_ts"].get<double>());
+      if (a.mem_bw) {
+        if (j.contains("roofline_ts"))
+          std::printf(" %.2f (%.0f%%) |", j["roofline_ts"].get<double>(),
+                      100.0 * j["avg_ts"].get<double>() / j["roofline_ts"].get<double>());
+        else
+          std::printf(" |");
+      }
+      std::printf("\n");
     }
+    if (a.mem_bw)
+      std::printf("\nread bandwidth %.1f GB/s, %.3f GB of weights read per token\n", arr.empty() ? 0.0 :
+                  arr[0]["mem_read_gbps"].get<double>(), double(bytes_per_token) / 1e9);
     std::printf("\nbuild: %s, peak RSS %.0f MiB\n", INFER_GIT_COMMIT, rss);
   }
   return 0;
@@ -240,6 +315,9 @@ CLI::App* add_bench_command(CLI::App& app, std::function<int()>* run) {
   b->add_option("-t,--threads", a->threads, "Thread counts, comma-separated (default: all cores)");
   b->add_option("-o,--output", a->output, "Output format: md, json or csv")->capture_default_str();
   b->add_option("--device", a->device, "cpu or cuda")->capture_default_str();
+  b->add_flag("--mem-bw", a->mem_bw,
+              "Also measure memory read bandwidth with each thread count (1 GiB buffer) and report the decode "
+              "roofline: bandwidth / weight bytes read per token");
   *run = [a] { return run_bench(*a); };
   return b;
 }

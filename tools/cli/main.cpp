@@ -108,6 +108,7 @@ struct RunOptions {
   bool quiet = false;
   int thinking_budget = -1;
   bool hide_thinking = false;
+  bool no_mtp = false;
 };
 
 // The chat-template kwargs from --think/--no-think.
@@ -221,11 +222,32 @@ const char* finish_name(infer_finish_reason r) {
   return r == INFER_FINISH_STOP ? "stop" : r == INFER_FINISH_LENGTH ? "length" : "cancelled";
 }
 
+// " | MTP drafts: accepted A of D (R%)" when the context ran MTP self-speculative decoding, else "".
+std::string draft_summary(const infer_generate_result& res) {
+  if (res.draft_tokens <= 0) return "";
+  char buf[96];
+  std::snprintf(buf, sizeof buf, " | MTP drafts: %d of %d accepted (%.1f%%)", res.draft_accepted, res.draft_tokens,
+                100.0 * res.draft_accepted / res.draft_tokens);
+  return buf;
+}
+
 void print_timing(const infer_generate_result& res) {
   const double ptps = res.prompt_ms > 0 ? res.prompt_tokens * 1000.0 / res.prompt_ms : 0;
   const double gtps = res.gen_ms > 0 ? res.gen_tokens * 1000.0 / res.gen_ms : 0;
-  std::fprintf(stderr, "[prompt: %d tokens, %.1f ms, %.2f tok/s | generation: %d tokens, %.1f ms, %.2f tok/s | %s]\n",
-               res.prompt_tokens, res.prompt_ms, ptps, res.gen_tokens, res.gen_ms, gtps, finish_name(res.finish_reason));
+  std::fprintf(stderr, "[prompt: %d tokens, %.1f ms, %.2f tok/s | generation: %d tokens, %.1f ms, %.2f tok/s%s | %s]\n",
+               res.prompt_tokens, res.prompt_ms, ptps, res.gen_tokens, res.gen_ms, gtps, draft_summary(res).c_str(),
+               finish_name(res.finish_reason));
+}
+
+// One line on the context: device, size, KV-cache bytes per token (the MTP draft head's cache apart).
+void print_context(const infer::Context& ctx) {
+  const int64_t kv = ctx.kv_bytes_per_token(), mtp = ctx.mtp_kv_bytes_per_token();
+  std::fprintf(stderr, "context: %d tokens on %s, KV cache %lld bytes/token (%.1f MiB in all)", ctx.n_ctx(),
+               ctx.device().c_str(), (long long)kv, double(kv) * ctx.n_ctx() / (1024.0 * 1024.0));
+  if (mtp > 0)
+    std::fprintf(stderr, " + MTP draft head %lld bytes/token (%.1f MiB)", (long long)mtp,
+                 double(mtp) * ctx.n_ctx() / (1024.0 * 1024.0));
+  std::fprintf(stderr, "\n");
 }
 
 // The interactive chat: multi-turn history rendered with the template's rules, the KV cache kept across turns
@@ -290,7 +312,9 @@ int cmd_run(const RunOptions& o) {
   cp.n_ctx = o.ctx;
   cp.n_threads = o.threads;
   cp.device = o.device.c_str();
+  if (o.no_mtp) cp.mtp = false;
   infer::Context ctx(model, cp);
+  if (!o.quiet && !o.json_out) print_context(ctx);
   if (interactive) return run_repl(model, ctx, o);
 
   std::vector<int32_t> prompt;
@@ -329,6 +353,12 @@ int cmd_run(const RunOptions& o) {
     j["timings"] = {{"load_ms", t_load_ms},       {"prompt_tokens", res.prompt_tokens}, {"prompt_ms", res.prompt_ms},
                     {"prompt_tps", ptps},         {"gen_tokens", res.gen_tokens},       {"gen_ms", res.gen_ms},
                     {"gen_tps", gtps}};
+    j["kv_bytes_per_token"] = ctx.kv_bytes_per_token();
+    if (ctx.mtp_kv_bytes_per_token() > 0) j["mtp_kv_bytes_per_token"] = ctx.mtp_kv_bytes_per_token();
+    if (res.draft_tokens > 0)
+      j["mtp"] = {{"draft_tokens", res.draft_tokens},
+                  {"accepted", res.draft_accepted},
+                  {"acceptance_rate", double(res.draft_accepted) / res.draft_tokens}};
     if (o.logprobs > 0) j["logprobs"] = a.logprobs;
     std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
   } else {
@@ -440,6 +470,9 @@ int main(int argc, char** argv) {
                  "(-1: unlimited)")
       ->capture_default_str();
   app.add_flag("--hide-thinking", ro.hide_thinking, "Do not print the reasoning (text inside <think> … </think>)");
+  app.add_flag("--no-mtp", ro.no_mtp,
+               "Do not use the model's MTP draft head (DeepSeek-V3/R1) for self-speculative decoding; it is on by "
+               "default when the checkpoint has one, and greedy output is the same either way");
   app.add_flag("-q,--quiet", ro.quiet, "No load progress or timing line");
 
   auto* dump = app.add_subcommand("dump", "Write logits and named per-layer intermediates of --ids to a safetensors file");
