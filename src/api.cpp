@@ -67,6 +67,22 @@ infer_status invalid(const char* what) {
 // Hooks for C entry points implemented in other files (api_internal.h).
 const std::string& infer_model_dir_internal(const infer_model* model) { return model->m->dir; }
 infer_status infer_guarded_internal(const std::function<void()>& f) { return guarded(f); }
+const infer::Transformer& infer_model_internal(const infer_model* model) { return *model->m; }
+
+infer::GenerateOptions infer_generate_options_internal(const infer_model* model, const infer_generate_params* params) {
+  infer::GenerateOptions o;
+  o.max_tokens = params->max_tokens;
+  for (int32_t i = 0; i < params->n_stop; ++i)
+    if (params->stop[i] && params->stop[i][0]) o.stop.emplace_back(params->stop[i]);
+  o.n_logprobs = params->n_logprobs;
+  o.ignore_eos = params->ignore_eos;
+  o.logprob = !params->no_logprob;
+  o.thinking_budget = params->thinking_budget;
+  std::vector<int32_t> eos(16);
+  eos.resize(size_t(std::min(16, infer_model_eos_ids(model, eos.data(), 16))));
+  o.eos_ids = eos;
+  return o;
+}
 
 extern "C" {
 
@@ -78,6 +94,7 @@ const char* infer_status_name(infer_status s) {
     case INFER_ERR_INVALID_ARG: return "INFER_ERR_INVALID_ARG";
     case INFER_ERR_IO: return "INFER_ERR_IO";
     case INFER_ERR_FORMAT: return "INFER_ERR_FORMAT";
+    case INFER_ERR_BUSY: return "INFER_ERR_BUSY";
     case INFER_ERR_UNSUPPORTED: return "INFER_ERR_UNSUPPORTED";
     case INFER_ERR_OUT_OF_MEMORY: return "INFER_ERR_OUT_OF_MEMORY";
     case INFER_ERR_CONTEXT_FULL: return "INFER_ERR_CONTEXT_FULL";
@@ -348,6 +365,7 @@ infer_generate_params infer_generate_default_params(void) {
   p.sampling = infer_sampler_default_params();
   p.thinking_budget = -1;
   p.ignore_eos = false;
+  p.no_logprob = false;
   return p;
 }
 
@@ -356,16 +374,7 @@ infer_status infer_generate(infer_context* c, const int32_t* prompt, int32_t n_p
   if (!c || !prompt || !params || !callback) return invalid("infer_generate: bad arguments");
   if (params->n_logprobs < 0 || params->n_logprobs > 20) return invalid("infer_generate: n_logprobs must be in 0..20");
   return guarded([&] {
-    infer::GenerateOptions o;
-    o.max_tokens = params->max_tokens;
-    for (int32_t i = 0; i < params->n_stop; ++i)
-      if (params->stop[i] && params->stop[i][0]) o.stop.emplace_back(params->stop[i]);
-    o.n_logprobs = params->n_logprobs;
-    o.ignore_eos = params->ignore_eos;
-    o.thinking_budget = params->thinking_budget;
-    std::vector<int32_t> eos(16);
-    eos.resize(std::min(16, infer_model_eos_ids(c->model, eos.data(), 16)));
-    o.eos_ids = eos;
+    const infer::GenerateOptions o = infer_generate_options_internal(c->model, params);
     infer::Sampler sampler(params->sampling);
     auto r = infer::generate(*c->c, prompt, n_prompt, sampler, o,
                              [&](const infer_token_info& t) { return callback(&t, user_data); });

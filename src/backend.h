@@ -21,6 +21,13 @@
 
 namespace infer {
 
+// One sequence of a paged attention call (Backend::paged_attention): its n query rows start at row0 of q/out and sit at
+// positions pos0 .. pos0 + n - 1; blocks is its block table (host memory), covering positions 0 .. pos0 + n - 1.
+struct PagedSeq {
+  int64_t row0 = 0, n = 0, pos0 = 0;
+  const int32_t* blocks = nullptr;
+};
+
 // A MoE router's parameters (Qwen3-MoE: softmax; DeepSeek-V3: sigmoid with group-limited top-k).
 struct MoeRouter {
   enum class Scoring { Softmax, Sigmoid };
@@ -108,6 +115,23 @@ class Backend {
                            int64_t ldo, int64_t T, int64_t n, float eps) {
     add(x, ldx, y, ldy, T, n);
     rmsnorm(x, ldx, w, out, ldo, T, n, eps);
+  }
+
+  // ---- Paged KV cache (continuous batching, src/server/). A cache made by alloc_kv(n_blocks · block_size, width) is
+  // a pool of fixed-size blocks shared by several sequences: the token of a sequence at position p lives in row
+  // blocks[p / block_size] · block_size + p % block_size, with `blocks` that sequence's block table (host memory).
+  // cache[rows[t], :] = src[t, :width] for t < T (rows: host memory).
+  virtual void kv_write_rows(void* cache, int64_t width, const int32_t* rows, const float* src, int64_t lds,
+                             int64_t T) {
+    unsupported("kv_write_rows");
+  }
+  // Causal GQA attention for several sequences at once, each over its own blocks: what attention() computes for
+  // sequence s with query rows q[seqs[s].row0 .. + seqs[s].n) at positions seqs[s].pos0 + t, over the keys at
+  // positions 0 .. pos0 + t in its blocks (already written with kv_write_rows).
+  virtual void paged_attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out,
+                               int64_t ldo, const PagedSeq* seqs, int64_t n_seqs, int64_t block_size, int64_t n_heads,
+                               int64_t n_kv_heads, int64_t d, float scale) {
+    unsupported("paged_attention");
   }
 
   // ---- MoE (Qwen3-MoE, DeepSeek-V3): experts run on the rows routed to them. Row indices and weights are host

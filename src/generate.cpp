@@ -86,10 +86,128 @@ const char* const kThinkingCutText =
     "\n\nConsidering the limited time by the user, I have to give the solution based on the thinking directly now.\n"
     "</think>\n\n";
 
+TokenGenerator::TokenGenerator(const Transformer& model, Sampler& sampler, const GenerateOptions& opts,
+                               const int32_t* prompt, int64_t n_prompt, TokenFn on_token)
+    : opts_(opts), sampler_(sampler), on_token_(std::move(on_token)), V_(int32_t(model.vocab_size())), stop_(opts.stop) {
+  // Reasoning markers, when the tokenizer has them. A prompt that ends inside <think> (R1's forced "<think>\n",
+  // or a user prefill) starts generation in the reasoning phase.
+  const Tokenizer* tok = model.tokenizer.get();
+  think_open_ = tok ? tok->token_id("<think>") : -1;
+  think_close_ = tok ? tok->token_id("</think>") : -1;
+  if (opts.thinking_budget >= 0) {
+    if (think_open_ < 0 || think_close_ < 0)
+      fail(INFER_ERR_UNSUPPORTED, "a thinking budget needs a tokenizer with <think> and </think> tokens; this model has none");
+    cut_ids_ = tok->encode(kThinkingCutText, false);
+  }
+  for (int64_t i = 0; i < n_prompt; ++i) {
+    if (prompt[i] == think_open_ && think_open_ >= 0) in_think_ = true;
+    if (prompt[i] == think_close_ && think_close_ >= 0) in_think_ = false;
+  }
+  sampler_.reset();
+  for (int64_t i = 0; i < n_prompt; ++i) sampler_.accept(prompt[i], true);
+  if (tok) dec_ = std::make_unique<StreamDecoder>(*tok);
+  res_.finish_reason = INFER_FINISH_LENGTH;
+}
+
+// Hands one token to the caller. Returns false when generation must end (cancel, eos, stop string).
+bool TokenGenerator::emit(int32_t id, const float* logits, bool forced, float lp) {
+  res_.gen_tokens++;
+  infer_token_info info{};
+  info.id = id;
+  info.forced = forced;
+  if (id == think_open_ && think_open_ >= 0) {
+    info.phase = INFER_PHASE_THINK_TAG;
+    in_think_ = true;
+    think_count_ = 0;
+  } else if (id == think_close_ && think_close_ >= 0) {
+    info.phase = INFER_PHASE_THINK_TAG;
+    in_think_ = false;
+    res_.reasoning_tokens++;
+  } else if (in_think_) {
+    info.phase = INFER_PHASE_REASONING;
+    think_count_++;
+    res_.reasoning_tokens++;
+  } else {
+    info.phase = INFER_PHASE_ANSWER;
+  }
+  const bool is_eos = !forced && !opts_.ignore_eos &&
+                      std::find(opts_.eos_ids.begin(), opts_.eos_ids.end(), id) != opts_.eos_ids.end();
+  if (logits && (opts_.logprob || opts_.n_logprobs > 0)) {
+    info.logprob = log_softmax_at(logits, V_, id, opts_.n_logprobs, top_ids_, top_lp_);
+  } else {
+    top_ids_.clear();
+    top_lp_.clear();
+    info.logprob = lp;  // the device's, when it sampled the token (0 otherwise)
+  }
+  info.n_top = int32_t(top_ids_.size());
+  info.top_ids = top_ids_.data();
+  info.top_logprobs = top_lp_.data();
+  std::string text;
+  bool stopped = false;
+  if (dec_ && !is_eos) text = stop_.push(dec_->push(id), &stopped);
+  info.text = text.data();
+  info.text_len = text.size();
+  if (!on_token_(info)) {
+    res_.finish_reason = INFER_FINISH_CANCELLED;
+    return false;
+  }
+  if (is_eos || stopped) {
+    stop_hit_ = stopped;
+    res_.finish_reason = INFER_FINISH_STOP;
+    return false;
+  }
+  return true;
+}
+
+bool TokenGenerator::next(const float* logits, int64_t n_past, int64_t n_ctx, Feed* feed,
+                          const DeviceSampling* dev) {
+  if (done_ || !budget_left()) return done_ = true, false;
+  if (in_think_ && opts_.thinking_budget >= 0 && think_count_ >= opts_.thinking_budget) {
+    // The budget is spent: insert the stop-thinking text (it ends with </think>), then the model answers.
+    if (n_past + int64_t(cut_ids_.size()) > n_ctx) return done_ = true, false;  // no room: "length"
+    res_.thinking_cut = true;
+    for (int32_t id : cut_ids_)
+      if (!budget_left() || !emit(id, nullptr, true)) return done_ = true, false;
+    *feed = {cut_ids_.data(), int64_t(cut_ids_.size()), true};
+    return true;
+  }
+  float lp = 0.0f;
+  if (dev) {  // the logits stay on the device: the backend samples, with the host sampler's uniform draw
+    const infer_sampler_params& sp = sampler_.params();
+    const double u = sp.temperature > 0 ? sampler_.draw_uniform() : 0.0;
+    sampled_ = dev->backend->sample(dev->logits, V_, sp.temperature, sp.top_k, sp.top_p, sp.min_p, u, &lp);
+    if (sampled_ < 0 || sampled_ >= V_)
+      fail(INFER_ERR_INTERNAL, dev->backend->name() + " backend: device sampling returned token " +
+                                   std::to_string(sampled_));
+    logits = nullptr;
+  } else {
+    sampled_ = sampler_.sample(logits, V_);
+  }
+  sampler_.accept(sampled_, false);
+  if (!emit(sampled_, logits, false, lp) || !budget_left() || n_past >= n_ctx) return done_ = true, false;
+  *feed = {&sampled_, 1, false};
+  return true;
+}
+
+void TokenGenerator::finish() {
+  done_ = true;
+  if (stop_hit_) return;
+  std::string rest = dec_ ? dec_->flush() : std::string();
+  bool stopped = false;
+  rest = stop_.push(rest, &stopped);
+  if (!stopped) rest += stop_.flush();
+  if (rest.empty()) return;
+  infer_token_info info{};
+  info.id = -1;  // no token: trailing text only
+  info.phase = in_think_ ? INFER_PHASE_REASONING : INFER_PHASE_ANSWER;
+  info.text = rest.data();
+  info.text_len = rest.size();
+  on_token_(info);
+}
+
 infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_prompt, Sampler& sampler,
                                const GenerateOptions& opts,
                                const std::function<bool(const infer_token_info&)>& on_token) {
-  infer_generate_result res{};
   if (n_prompt <= 0) fail(INFER_ERR_INVALID_ARG, "the prompt is empty");
   if (n_prompt > ctx.n_ctx())
     fail(INFER_ERR_CONTEXT_FULL, "the prompt has " + std::to_string(n_prompt) + " tokens but the context holds " +
@@ -99,24 +217,7 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
     if (prompt[i] < 0 || prompt[i] >= V)
       fail(INFER_ERR_INVALID_ARG, "prompt token id " + std::to_string(prompt[i]) + " is outside the vocabulary [0, " +
                                       std::to_string(V) + ")");
-
-  // Reasoning markers, when the tokenizer has them. A prompt that ends inside <think> (R1's forced "<think>\n",
-  // or a user prefill) starts generation in the reasoning phase.
-  const Tokenizer* tok = ctx.model().tokenizer.get();
-  const int32_t think_open = tok ? tok->token_id("<think>") : -1;
-  const int32_t think_close = tok ? tok->token_id("</think>") : -1;
-  std::vector<int32_t> cut_ids;
-  if (opts.thinking_budget >= 0) {
-    if (think_open < 0 || think_close < 0)
-      fail(INFER_ERR_UNSUPPORTED, "a thinking budget needs a tokenizer with <think> and </think> tokens; this model has none");
-    cut_ids = tok->encode(kThinkingCutText, false);
-  }
-  bool in_think = false;
-  for (int64_t i = 0; i < n_prompt; ++i) {
-    if (prompt[i] == think_open && think_open >= 0) in_think = true;
-    if (prompt[i] == think_close && think_close >= 0) in_think = false;
-  }
-  int32_t think_count = 0;
+  TokenGenerator gen(ctx.model(), sampler, opts, prompt, n_prompt, on_token);
 
   // Reuse the cached prefix; always re-evaluate at least the last prompt token to get its logits.
   const auto& cached = ctx.tokens();
@@ -138,127 +239,34 @@ infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_pr
 
   const auto t0 = std::chrono::steady_clock::now();
   ctx.eval(prompt + common, n_prompt - common, false);
+  infer_generate_result& res = gen.result();
   res.prompt_ms = ms_since(t0);
   res.prompt_tokens = int32_t(n_prompt - common);
-
-  sampler.reset();
-  for (int64_t i = 0; i < n_prompt; ++i) sampler.accept(prompt[i], true);
-
-  std::unique_ptr<StreamDecoder> dec;
-  if (tok) dec = std::make_unique<StreamDecoder>(*tok);
-  StopMatcher stop(opts.stop);
-  std::vector<int32_t> top_ids;
-  std::vector<float> top_lp;
+  res.prompt_cached_tokens = int32_t(common);
 
   // Self-speculative decoding when the context runs a draft head (DeepSeek MTP); plain decoding otherwise. Either
   // way `cur` holds the logits of the next position.
   Speculator spec(ctx, opts.n_draft);
   const float* cur = ctx.logits();
-
   const auto t1 = std::chrono::steady_clock::now();
-  res.finish_reason = INFER_FINISH_LENGTH;
-  bool stop_hit = false, done = false;
-  auto budget_left = [&] { return opts.max_tokens <= 0 || res.gen_tokens < opts.max_tokens; };
-
-  // Hands one token to the caller. Returns false when generation must end (cancel, eos, stop string).
-  // logits: host logits of this position (for logprobs), or null; lp: the logprob when the device computed it.
-  auto emit = [&](int32_t id, const float* logits, bool forced, float lp = 0.0f) {
-    res.gen_tokens++;
-    infer_token_info info{};
-    info.id = id;
-    info.forced = forced;
-    if (id == think_open && think_open >= 0) {
-      info.phase = INFER_PHASE_THINK_TAG;
-      in_think = true;
-      think_count = 0;
-    } else if (id == think_close && think_close >= 0) {
-      info.phase = INFER_PHASE_THINK_TAG;
-      in_think = false;
-      res.reasoning_tokens++;
-    } else if (in_think) {
-      info.phase = INFER_PHASE_REASONING;
-      think_count++;
-      res.reasoning_tokens++;
-    } else {
-      info.phase = INFER_PHASE_ANSWER;
-    }
-    const bool is_eos = !forced && !opts.ignore_eos &&
-                        std::find(opts.eos_ids.begin(), opts.eos_ids.end(), id) != opts.eos_ids.end();
-    if (logits) info.logprob = log_softmax_at(logits, V, id, opts.n_logprobs, top_ids, top_lp);
-    else top_ids.clear(), top_lp.clear(), info.logprob = lp;
-    info.n_top = int32_t(top_ids.size());
-    info.top_ids = top_ids.data();
-    info.top_logprobs = top_lp.data();
-    std::string text;
-    bool stopped = false;
-    if (dec && !is_eos) text = stop.push(dec->push(id), &stopped);
-    info.text = text.data();
-    info.text_len = text.size();
-    if (!on_token(info)) {
-      res.finish_reason = INFER_FINISH_CANCELLED;
-      return false;
-    }
-    if (is_eos || stopped) {
-      stop_hit = stopped;
-      res.finish_reason = INFER_FINISH_STOP;
-      return false;
-    }
-    return true;
-  };
-
-  while (!done && budget_left()) {
-    if (in_think && opts.thinking_budget >= 0 && think_count >= opts.thinking_budget) {
-      // The budget is spent: insert the stop-thinking text (it ends with </think>), then the model answers.
+  TokenGenerator::Feed feed;
+  TokenGenerator::DeviceSampling dev{&ctx.backend(), nullptr};
+  for (;;) {
+    if (on_device) dev.logits = ctx.device_logits();  // this position's logits, in backend memory
+    if (!gen.next(on_device ? nullptr : cur, spec.n_past(), ctx.n_ctx(), &feed, on_device ? &dev : nullptr)) break;
+    if (feed.forced) {
       spec.flush();
-      if (ctx.n_past() + int64_t(cut_ids.size()) > ctx.n_ctx()) break;  // no room: "length"
-      res.thinking_cut = true;
-      for (int32_t id : cut_ids)
-        if (!budget_left() || !emit(id, nullptr, true)) {
-          done = true;
-          break;
-        }
-      if (done) break;
-      ctx.eval(cut_ids.data(), int64_t(cut_ids.size()), false);
+      ctx.eval(feed.ids, feed.n, false);
       cur = ctx.logits();
-      continue;
-    }
-    const float* logits = on_device ? nullptr : cur;
-    float lp = 0.0f;
-    int32_t id = -1;
-    if (on_device) {
-      const double u = sp.temperature > 0 ? sampler.draw_uniform() : 0.0;
-      id = ctx.backend().sample(ctx.device_logits(), V, sp.temperature, sp.top_k, sp.top_p, sp.min_p, u, &lp);
-      if (id < 0 || id >= V)
-        fail(INFER_ERR_INTERNAL, ctx.backend().name() + " backend: device sampling returned token " +
-                                     std::to_string(id));
     } else {
-      id = sampler.sample(logits, V);
+      cur = spec.advance(feed.ids[0]);
     }
-    sampler.accept(id, false);
-    if (!emit(id, logits, false, lp)) break;
-    if (!budget_left()) break;
-    if (spec.n_past() >= ctx.n_ctx()) break;  // the context is full: finish with "length"
-    cur = spec.advance(id);
   }
   spec.flush();  // the cache keeps what plain decoding would have (no unchecked drafts)
   res.gen_ms = ms_since(t1);
   res.draft_tokens = int32_t(spec.drafted());
   res.draft_accepted = int32_t(spec.accepted());
-  // Release what was held back (partial UTF-8 or a partial stop string) unless a stop string matched.
-  if (!stop_hit) {
-    std::string rest = dec ? dec->flush() : std::string();
-    bool stopped = false;
-    rest = stop.push(rest, &stopped);
-    if (!stopped) rest += stop.flush();
-    if (!rest.empty()) {
-      infer_token_info info{};
-      info.id = -1;  // no token: trailing text only
-      info.phase = in_think ? INFER_PHASE_REASONING : INFER_PHASE_ANSWER;
-      info.text = rest.data();
-      info.text_len = rest.size();
-      on_token(info);
-    }
-  }
+  gen.finish();
   return res;
 }
 

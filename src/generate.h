@@ -2,6 +2,7 @@
 // streaming detokenization, stop strings held back until they can no longer match, eos, length, logprobs.
 #pragma once
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@ struct GenerateOptions {
   int32_t max_tokens = 0;
   std::vector<std::string> stop;
   int32_t n_logprobs = 0;
+  bool logprob = true;  // fill infer_token_info.logprob (with n_logprobs = 0 it may be skipped: a pass over the vocab)
   bool ignore_eos = false;
   std::vector<int32_t> eos_ids;
   int32_t thinking_budget = -1;  // < 0: unlimited
@@ -40,6 +42,56 @@ class StopMatcher {
  private:
   std::vector<std::string> stops_;
   std::string held_;
+};
+
+using TokenFn = std::function<bool(const infer_token_info&)>;
+
+// The per-token half of generation, apart from how the forward passes are run (one Session in generate(), a batch
+// of sequences in the server's engine): sampling, the phase of each token (<think> tracking), the thinking-budget
+// cut, eos, stop strings, streaming detokenization, logprobs, the counts of the result. Made once the prompt is
+// known (it feeds the prompt to the sampler's penalties); then, each time the logits of the next position are
+// ready, next() hands out the tokens to evaluate after them, until it reports the end.
+class TokenGenerator {
+ public:
+  TokenGenerator(const Transformer& model, Sampler& sampler, const GenerateOptions& opts, const int32_t* prompt,
+                 int64_t n_prompt, TokenFn on_token);
+  // Tokens to append to the cache next: one sampled token, or the thinking-budget cut text (forced, several).
+  struct Feed {
+    const int32_t* ids = nullptr;
+    int64_t n = 0;
+    bool forced = false;
+  };
+  // logits: of the position after the n_past cached tokens (a context of n_ctx). Emits the next token(s) to
+  // on_token and returns true with *feed set, or false when generation has ended (result().finish_reason says why).
+  // Device sampling (Backend::can_sample said yes for the sampler's parameters): `logits` is not read; the backend
+  // samples from its own copy and returns the token's logprob with it.
+  struct DeviceSampling {
+    Backend* backend = nullptr;
+    const float* logits = nullptr;  // backend memory, (vocab,)
+  };
+  bool next(const float* logits, int64_t n_past, int64_t n_ctx, Feed* feed, const DeviceSampling* dev = nullptr);
+  // At the end: releases the text still held back (partial UTF-8, a partial stop string) unless a stop string matched.
+  void finish();
+  infer_generate_result& result() { return res_; }
+
+ private:
+  bool budget_left() const { return opts_.max_tokens <= 0 || res_.gen_tokens < opts_.max_tokens; }
+  bool emit(int32_t id, const float* logits, bool forced, float lp = 0.0f);
+
+  const GenerateOptions& opts_;
+  Sampler& sampler_;
+  TokenFn on_token_;
+  int32_t V_;
+  int32_t think_open_ = -1, think_close_ = -1;
+  std::vector<int32_t> cut_ids_;
+  bool in_think_ = false, stop_hit_ = false, done_ = false;
+  int32_t think_count_ = 0;
+  int32_t sampled_ = 0;
+  std::unique_ptr<StreamDecoder> dec_;
+  StopMatcher stop_;
+  std::vector<int32_t> top_ids_;
+  std::vector<float> top_lp_;
+  infer_generate_result res_{};
 };
 
 infer_generate_result generate(Session& ctx, const int32_t* prompt, int64_t n_prompt, Sampler& sampler,

@@ -58,6 +58,16 @@ std::unique_ptr<Transformer> Transformer::load(const std::string& dir, const Loa
   return m;
 }
 
+std::unique_ptr<ForwardState> Transformer::new_paged_state(Backend&, int64_t, int64_t, int64_t, int64_t) const {
+  fail(INFER_ERR_UNSUPPORTED, "the " + config.model_type +
+                                  " architecture has no batched forward over a paged KV cache (continuous batching); "
+                                  "it runs one sequence at a time only");
+}
+
+void Transformer::forward_batch(ForwardState&, const BatchSeq*, int64_t, float*) const {
+  fail(INFER_ERR_UNSUPPORTED, "the " + config.model_type + " architecture has no batched forward (forward_batch)");
+}
+
 cpu::Matrix Transformer::matrix(const std::string& name, int64_t rows, int64_t cols, const std::string& fields) {
   const TensorInfo& t = weights->get(name, {rows, cols}, fields);
   bound_.push_back(name);

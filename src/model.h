@@ -37,11 +37,22 @@ struct ForwardState {
   int64_t n_ctx = 0;
   int64_t n_batch = 0;
   int64_t n_past = 0;  // tokens in the cache
+  int64_t block_size = 0;  // > 0: a paged state (new_paged_state): the cache rows form blocks of this many tokens
   // Backend memory: the last row of the logits of the latest forward (for sampling on the device). forward()
   // sets it; a null host `logits` pointer skips the copy to the host.
   const float* last_logits = nullptr;
   std::vector<float*> buffers;
   std::vector<void*> kv;
+};
+
+// One sequence of a batched forward step (Transformer::forward_batch): n tokens appended at positions
+// pos0 .. pos0 + n - 1 of its own cache, given by its block table (the block of position p is blocks[p / block_size]).
+// All pointers are host memory.
+struct BatchSeq {
+  const int32_t* ids = nullptr;
+  int64_t n = 0;
+  int64_t pos0 = 0;
+  const int32_t* blocks = nullptr;  // covers positions 0 .. pos0 + n - 1
 };
 
 struct LoadOptions {
@@ -70,6 +81,21 @@ class Transformer {
   // copy to the host (st.last_logits still points at the last row in backend memory).
   virtual void forward(ForwardState& st, const int32_t* ids, int64_t n, float* logits, bool all_logits,
                        const DumpFn* dump) const = 0;
+
+  // ---- Continuous batching (src/server/): one forward step over several sequences, each at its own position, with
+  // its KV cache in blocks of a shared pool. Architectures without it keep the defaults, which fail with
+  // INFER_ERR_UNSUPPORTED naming the architecture.
+  virtual bool has_batched_forward() const { return false; }
+  // A paged state: every layer's cache is a pool of n_blocks blocks of block_size tokens; scratch for n_tokens tokens
+  // (all sequences together) and the logits of n_seqs sequences per step.
+  virtual std::unique_ptr<ForwardState> new_paged_state(Backend& backend, int64_t n_blocks, int64_t block_size,
+                                                        int64_t n_tokens, int64_t n_seqs) const;
+  // Runs every sequence's tokens in one step (1 <= n_seqs <= the state's, n_tokens at most; every token's KV is written
+  // to its row of the pool before attention) and writes the host logits of each sequence's last token to
+  // logits[s, vocab]. A sequence's results equal what forward() computes for it alone. st.last_logits points at the
+  // last sequence's row in backend memory (the rows are consecutive, vocab apart); a null `logits` skips the copy.
+  virtual void forward_batch(ForwardState& st, const BatchSeq* seqs, int64_t n_seqs, float* logits) const;
+
   virtual int64_t vocab_size() const { return config.vocab_size; }
   virtual int64_t kv_bytes_per_token() const = 0;
   virtual int64_t n_params() const;

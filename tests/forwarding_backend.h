@@ -42,6 +42,14 @@ class ForwardingBackend : public Backend {
                  int64_t pos0, int64_t nh, int64_t nkv, int64_t d, float scale) override {
     cpu_.attention(q, ldq, k, v, out, ldo, T, pos0, nh, nkv, d, scale);
   }
+  void kv_write_rows(void* c, int64_t w, const int32_t* rows, const float* s, int64_t lds, int64_t T) override {
+    cpu_.kv_write_rows(c, w, rows, s, lds, T);
+  }
+  void paged_attention(const float* q, int64_t ldq, const void* k, const void* v, float* out, int64_t ldo,
+                       const PagedSeq* seqs, int64_t n_seqs, int64_t bs, int64_t nh, int64_t nkv, int64_t d,
+                       float scale) override {
+    cpu_.paged_attention(q, ldq, k, v, out, ldo, seqs, n_seqs, bs, nh, nkv, d, scale);
+  }
   void swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy, int64_t T,
               int64_t n) override {
     cpu_.swiglu(g, ldg, u, ldu, y, ldy, T, n);

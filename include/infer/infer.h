@@ -37,7 +37,8 @@ typedef enum infer_status {
   INFER_ERR_OUT_OF_MEMORY = 5,
   INFER_ERR_CONTEXT_FULL = 6, /* the tokens do not fit in the context window */
   INFER_ERR_CANCELLED = 7,    /* a callback asked to stop */
-  INFER_ERR_INTERNAL = 8
+  INFER_ERR_INTERNAL = 8,
+  INFER_ERR_BUSY = 9          /* no room right now (a full request queue); retry later */
 } infer_status;
 
 /* The message of the last failed call on this thread ("" if none). */
@@ -225,6 +226,8 @@ typedef struct infer_generate_params {
                                    inserts "\n\nConsidering the limited time by the user, I have to give the solution
                                    based on the thinking directly now.\n</think>\n\n" and the model goes on to answer */
   bool ignore_eos;
+  bool no_logprob;              /* skip infer_token_info.logprob (a log-softmax over the vocabulary per token) when
+                                   n_logprobs is 0: the server sets it for requests that do not ask for logprobs */
 } infer_generate_params;
 
 INFER_API infer_generate_params infer_generate_default_params(void);
@@ -240,12 +243,62 @@ typedef struct infer_generate_result {
   int32_t draft_tokens;     /* MTP self-speculative decoding: drafted tokens checked against the sampled one (0
                                without a draft head) */
   int32_t draft_accepted;   /* of those, accepted; the acceptance rate is draft_accepted / draft_tokens */
+  int32_t prompt_cached_tokens; /* prompt tokens already in the cache (the context's, or the engine's prefix cache),
+                                   not evaluated again */
 } infer_generate_result;
 
 /* Evaluates the prompt (reusing the cached prefix it shares with the context) and generates. */
 INFER_API infer_status infer_generate(infer_context* ctx, const int32_t* prompt, int32_t n_prompt,
                                       const infer_generate_params* params, infer_token_callback callback,
                                       void* user_data, infer_generate_result* result);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Engine: continuous batching of many requests over one paged KV cache (what `infer serve` runs)       */
+/*
+ * Requests are queued and decoded together: each forward step runs the next token of every running request
+ * (and chunks of new prompts) as one batch, so each weight read serves them all. The KV cache is a pool of
+ * fixed-size blocks; prompts that start alike share the blocks of their common prefix. A request gives the
+ * same tokens as infer_generate would (greedy: identical). Callbacks run on the engine's own thread and must
+ * return quickly. Architectures without a batched forward (deepseek_v3) are refused with INFER_ERR_UNSUPPORTED.
+ */
+typedef struct infer_engine infer_engine;
+
+typedef struct infer_engine_params {
+  int32_t n_parallel;     /* requests decoded together; <= 0: 4 */
+  int32_t n_ctx;          /* tokens per request (prompt + output); <= 0: min(max_position_embeddings, 4096) */
+  int32_t n_threads;      /* compute threads; <= 0: all cores */
+  int32_t n_batch;        /* tokens per forward step, all requests together; <= 0: 512 */
+  int32_t kv_block_size;  /* tokens per KV block; <= 0: 16 */
+  int32_t n_kv_blocks;    /* blocks in the pool; <= 0: enough for n_parallel full contexts */
+  int32_t max_queue;      /* requests waiting to start; more are refused with INFER_ERR_BUSY; < 0: 64 */
+  const char* device;     /* as infer_context_params.device (the engine needs the backend's paged ops) */
+} infer_engine_params;
+
+typedef struct infer_engine_stats {
+  int32_t running, queued;
+  int32_t kv_blocks, kv_blocks_used, kv_blocks_cached, kv_block_size;
+  int64_t steps, max_step_requests, prompt_tokens, prompt_tokens_cached, generated_tokens, requests_done;
+} infer_engine_stats;
+
+/* Called once per accepted request, on the engine's thread, when it ends: status INFER_OK with the result
+ * (finish_reason STOP, LENGTH or CANCELLED) or an error with its message. */
+typedef void (*infer_request_done_callback)(const infer_generate_result* result, infer_status status,
+                                            const char* message, void* user_data);
+
+INFER_API infer_engine_params infer_engine_default_params(void);
+INFER_API infer_status infer_engine_create(infer_model* model, const infer_engine_params* params, infer_engine** out);
+/* Ends every request (on_done reports them cancelled) and stops the engine's thread. */
+INFER_API void infer_engine_free(infer_engine* engine);
+/* Queues a request; *id identifies it for infer_engine_cancel. The prompt is checked first: INFER_ERR_INVALID_ARG,
+ * INFER_ERR_CONTEXT_FULL (longer than n_ctx), INFER_ERR_UNSUPPORTED, or INFER_ERR_BUSY when the queue is full — then
+ * no callback is ever called. on_token returning false cancels the request. */
+INFER_API infer_status infer_engine_submit(infer_engine* engine, const int32_t* prompt, int32_t n_prompt,
+                                           const infer_generate_params* params, infer_token_callback on_token,
+                                           infer_request_done_callback on_done, void* user_data, uint64_t* id);
+INFER_API void infer_engine_cancel(infer_engine* engine, uint64_t id);
+INFER_API void infer_engine_get_stats(const infer_engine* engine, infer_engine_stats* out);
+/* The n_ctx, n_parallel, … the engine runs with (defaults resolved). */
+INFER_API infer_engine_params infer_engine_get_params(const infer_engine* engine);
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Chat templates                                                                                     */

@@ -26,11 +26,23 @@ struct ItemArgs {
   float* outv[kMaxQ];
   int64_t last[kMaxQ];
   int nq;
-  const float* k;  // key j at k + j·ld (this KV head's d values)
+  const float* k;  // key j at k + row(j)·ld (this KV head's d values)
   const float* v;
   int64_t ld, d;
   float scale;
+  const int32_t* blocks;  // null: row(j) = j; else the paged cache's row(j) = blocks[j / bs]·bs + j % bs
+  int64_t bs;
 };
+
+// Key and value pointers of keys kb .. kb + nk - 1 (one key block).
+inline void key_rows(const ItemArgs& a, int64_t kb, int64_t nk, const float** kp, const float** vp) {
+  for (int64_t j = 0; j < nk; ++j) {
+    const int64_t key = kb + j;
+    const int64_t row = a.blocks ? int64_t(a.blocks[key / a.bs]) * a.bs + key % a.bs : key;
+    kp[j] = a.k + row * a.ld;
+    vp[j] = a.v + row * a.ld;
+  }
+}
 
 // Scalar path (any d; the generic and AVX2 ISAs).
 void item_scalar(const ItemArgs& a, float* S, float* O) {
@@ -43,15 +55,18 @@ void item_scalar(const ItemArgs& a, float* S, float* O) {
     l[i] = 0.f;
     std::fill(O + i * d, O + (i + 1) * d, 0.f);
   }
+  const float* kp[kKeyBlock];
+  const float* vp[kKeyBlock];
   for (int64_t kb = 0; kb < nkeys; kb += kKeyBlock) {
     const int64_t nk = std::min<int64_t>(kKeyBlock, nkeys - kb);
+    key_rows(a, kb, nk, kp, vp);
     for (int i = 0; i < a.nq; ++i) {
       const int64_t valid = std::clamp<int64_t>(a.last[i] + 1 - kb, 0, nk);
       float* s = S + i * kKeyBlock;
       if (valid == 0) continue;
       float mx = m[i];
       for (int64_t j = 0; j < valid; ++j) {
-        const float* kj = a.k + (kb + j) * a.ld;
+        const float* kj = kp[j];
         float acc = 0.f;
         for (int64_t u = 0; u < d; ++u) acc += a.qv[i][u] * kj[u];
         s[j] = acc * a.scale;
@@ -65,7 +80,7 @@ void item_scalar(const ItemArgs& a, float* S, float* O) {
       float* o = O + i * d;
       for (int64_t u = 0; u < d; ++u) o[u] *= corr;
       for (int64_t j = 0; j < valid; ++j) {
-        const float* vj = a.v + (kb + j) * a.ld;
+        const float* vj = vp[j];
         for (int64_t u = 0; u < d; ++u) o[u] += s[j] * vj[u];
       }
     }
@@ -106,17 +121,17 @@ T512 inline void transpose16(__m512 r[16]) {
   }
 }
 
-// Scores of nq query vectors against keys kb .. kb+nk (nk ≤ 32) through the transposed key block
+// Scores of nq query vectors against the nk ≤ 32 keys at kp[0 .. nk) of one key block through the transposed block
 // Kt[u][j] (d × 32): per u, two key vectors serve 8 query vectors (the broadcast q[u] comes from memory).
 template <int NC>
-T512 void scores_transposed(const ItemArgs& a, int64_t kb, int64_t nk, float* S, float* Kt) {
+T512 void scores_transposed(const ItemArgs& a, const float* const* kp, int64_t nk, float* S, float* Kt) {
   constexpr int64_t d = 16 * NC;
   for (int g = 0; g < 2; ++g) {
     for (int c = 0; c < NC; ++c) {
       __m512 r[16];
       for (int i = 0; i < 16; ++i) {
         const int64_t j = 16 * g + i;
-        r[i] = j < nk ? _mm512_loadu_ps(a.k + (kb + j) * a.ld + 16 * c) : _mm512_setzero_ps();
+        r[i] = j < nk ? _mm512_loadu_ps(kp[j] + 16 * c) : _mm512_setzero_ps();
       }
       transpose16(r);
       for (int i = 0; i < 16; ++i) _mm512_store_ps(Kt + (16 * c + i) * 32 + 16 * g, r[i]);
@@ -152,10 +167,10 @@ T512 void scores_transposed(const ItemArgs& a, int64_t kb, int64_t nk, float* S,
   }
 }
 
-// O[q][16c ..] = O[q][16c ..]·corr[q] + Σ_{j<n} S[q][j] · v_{kb+j}[16c ..] for q0 ≤ q < q0+QN, c0 ≤ c < c0+CN.
+// O[q][16c ..] = O[q][16c ..]·corr[q] + Σ_{j<n} S[q][j] · vp[j][16c ..] for q0 ≤ q < q0+QN, c0 ≤ c < c0+CN.
 template <int QN, int CN>
-T512 void pv_block(const ItemArgs& a, int64_t kb, int64_t n, const float* S, const float* corr, float* O, int q0,
-                   int c0) {
+T512 void pv_block(const ItemArgs& a, const float* const* vp, int64_t n, const float* S, const float* corr, float* O,
+                   int q0, int c0) {
   const int64_t d = a.d;
   __m512 o[QN][CN];
   for (int q = 0; q < QN; ++q) {
@@ -163,7 +178,7 @@ T512 void pv_block(const ItemArgs& a, int64_t kb, int64_t n, const float* S, con
     for (int c = 0; c < CN; ++c) o[q][c] = _mm512_mul_ps(_mm512_loadu_ps(O + (q0 + q) * d + 16 * (c0 + c)), cq);
   }
   for (int64_t j = 0; j < n; ++j) {
-    const float* vj = a.v + (kb + j) * a.ld + 16 * c0;
+    const float* vj = vp[j] + 16 * c0;
     __m512 vv[CN];
     for (int c = 0; c < CN; ++c) vv[c] = _mm512_loadu_ps(vj + 16 * c);
     for (int q = 0; q < QN; ++q) {
@@ -174,7 +189,7 @@ T512 void pv_block(const ItemArgs& a, int64_t kb, int64_t n, const float* S, con
   for (int q = 0; q < QN; ++q)
     for (int c = 0; c < CN; ++c) _mm512_storeu_ps(O + (q0 + q) * d + 16 * (c0 + c), o[q][c]);
 }
-using PvFn = void (*)(const ItemArgs&, int64_t, int64_t, const float*, const float*, float*, int, int);
+using PvFn = void (*)(const ItemArgs&, const float* const*, int64_t, const float*, const float*, float*, int, int);
 constexpr PvFn kPv[5][5] = {
     {nullptr, nullptr, nullptr, nullptr, nullptr},
     {nullptr, pv_block<1, 1>, pv_block<1, 2>, pv_block<1, 3>, pv_block<1, 4>},
@@ -200,6 +215,9 @@ T512 void item_512(const ItemArgs& a, float* S, float* O) {
   }
   for (int64_t kb = 0; kb < nkeys; kb += kKeyBlock) {
     const int64_t nk = std::min<int64_t>(kKeyBlock, nkeys - kb);
+    const float* kp[kKeyBlock];
+    const float* vp[kKeyBlock];
+    key_rows(a, kb, nk, kp, vp);
     int64_t nk_any = 0;
     for (int i = 0; i < a.nq; ++i) {
       valid[i] = std::clamp<int64_t>(a.last[i] + 1 - kb, 0, nk);
@@ -207,10 +225,10 @@ T512 void item_512(const ItemArgs& a, float* S, float* O) {
     }
     // Scores: through a transposed key block when enough query vectors share it, else one dot product at a time.
     if (a.nq >= 8) {
-      scores_transposed<NC>(a, kb, nk_any, S, Kt);
+      scores_transposed<NC>(a, kp, nk_any, S, Kt);
     } else {
       for (int64_t j = 0; j < nk_any; ++j) {
-        const float* kj = a.k + (kb + j) * a.ld;
+        const float* kj = kp[j];
         __m512 kr[NC];
         for (int c = 0; c < NC; ++c) kr[c] = _mm512_loadu_ps(kj + 16 * c);
         for (int i = 0; i < a.nq; ++i) {
@@ -257,7 +275,7 @@ T512 void item_512(const ItemArgs& a, float* S, float* O) {
       if (n == 0) continue;
       for (int c0 = 0; c0 < NC; c0 += 4) {
         const int cn = std::min(4, NC - c0);
-        kPv[qn][cn](a, kb, n, S, corr, O, q0, c0);
+        kPv[qn][cn](a, vp, n, S, corr, O, q0, c0);
       }
     }
   }
@@ -293,15 +311,34 @@ ItemFn pick(int64_t d) {
 
 void attention(ThreadPool& pool, const float* q, int64_t ldq, const float* kc, const float* vc, int64_t ldkv,
                float* out, int64_t ldo, int64_t T, int64_t pos0, int64_t nh, int64_t nkv, int64_t d, float scale) {
+  const AttnSeq seq{0, T, pos0, nullptr};
+  attention(pool, q, ldq, kc, vc, ldkv, out, ldo, &seq, 1, 0, nh, nkv, d, scale);
+}
+
+void attention(ThreadPool& pool, const float* q, int64_t ldq, const float* kc, const float* vc, int64_t ldkv,
+               float* out, int64_t ldo, const AttnSeq* seqs, int64_t n_seqs, int64_t bs, int64_t nh, int64_t nkv,
+               int64_t d, float scale) {
   const int64_t rep = nh / nkv;
-  // Work items: (block of rows, KV head, block of that head's query heads) with at most kMaxQ query vectors.
+  // Work items per sequence: (block of its rows, KV head, block of that head's query heads) with at most kMaxQ query
+  // vectors. A sequence's items are those of a call with it alone, so its outputs do not depend on the others.
   const int64_t heads_per_item = std::min<int64_t>(rep, kMaxQ);
   const int64_t rows_per_item = std::max<int64_t>(1, kMaxQ / heads_per_item);
-  const int64_t row_blocks = (T + rows_per_item - 1) / rows_per_item;
   const int64_t head_blocks = (rep + heads_per_item - 1) / heads_per_item;
-  const int64_t n_items = row_blocks * nkv * head_blocks;
+  std::vector<int64_t> item0(size_t(n_seqs) + 1, 0);  // first item of each sequence
+  int64_t work = 0;
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    const int64_t row_blocks = (seqs[s].n + rows_per_item - 1) / rows_per_item;
+    item0[size_t(s) + 1] = item0[size_t(s)] + row_blocks * nkv * head_blocks;
+    work += (seqs[s].pos0 + seqs[s].n) * seqs[s].n * nh * d;
+  }
+  const int64_t n_items = item0[size_t(n_seqs)];
   const ItemFn fn = pick(d);
-  auto run_item = [&](int64_t it, float* S, float* O) {
+  auto run_item = [&](int64_t item, float* S, float* O) {
+    int64_t s = 0;
+    while (item >= item0[size_t(s) + 1]) ++s;
+    const AttnSeq& sq = seqs[s];
+    const int64_t it = item - item0[size_t(s)];
+    const int64_t row_blocks = (sq.n + rows_per_item - 1) / rows_per_item;
     // Items run latest rows first (the most keys), so the dynamic schedule below ends with short items.
     const int64_t rb = row_blocks - 1 - it / (nkv * head_blocks);
     const int64_t g = (it / head_blocks) % nkv, hb = it % head_blocks;
@@ -312,19 +349,20 @@ void attention(ThreadPool& pool, const float* q, int64_t ldq, const float* kc, c
     a.ld = ldkv;
     a.d = d;
     a.scale = scale;
-    const int64_t t1 = std::min(T, (rb + 1) * rows_per_item);
+    a.blocks = sq.blocks;
+    a.bs = bs;
+    const int64_t t1 = std::min(sq.n, (rb + 1) * rows_per_item);
     const int64_t h1 = std::min(rep, (hb + 1) * heads_per_item);
     for (int64_t t = rb * rows_per_item; t < t1; ++t)
       for (int64_t hh = hb * heads_per_item; hh < h1; ++hh) {
-        const int64_t h = g * rep + hh;
-        a.qv[a.nq] = q + t * ldq + h * d;
-        a.outv[a.nq] = out + t * ldo + h * d;
-        a.last[a.nq] = pos0 + t;
+        const int64_t h = g * rep + hh, row = sq.row0 + t;
+        a.qv[a.nq] = q + row * ldq + h * d;
+        a.outv[a.nq] = out + row * ldo + h * d;
+        a.last[a.nq] = sq.pos0 + t;
         ++a.nq;
       }
     fn(a, S, O);
   };
-  const int64_t work = (pos0 + T) * T * nh * d;
   const int nt = work < min_parallel_work() ? 1 : int(std::min<int64_t>(pool.size(), n_items));
   std::atomic<int64_t> next{0};
   auto body = [&](int tid) {

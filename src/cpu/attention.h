@@ -20,4 +20,18 @@ namespace infer::cpu {
 void attention(ThreadPool& pool, const float* q, int64_t ldq, const float* kc, const float* vc, int64_t ldkv,
                float* out, int64_t ldo, int64_t T, int64_t pos0, int64_t nh, int64_t nkv, int64_t d, float scale);
 
+// One sequence of a batched call: its n query rows start at row row0 of q/out and sit at positions pos0 .. pos0+n-1.
+// blocks null: key j at cache row j; else a paged cache, key j at row blocks[j / bs]·bs + j % bs.
+struct AttnSeq {
+  int64_t row0 = 0, n = 0, pos0 = 0;
+  const int32_t* blocks = nullptr;
+};
+
+// The same attention for n_seqs sequences in one parallel call (continuous batching over a paged cache). A
+// sequence's outputs are bit-identical to those of the single-sequence call above with T = n over a contiguous cache
+// holding the same keys: it is split into the same work items, each computed in the same order.
+void attention(ThreadPool& pool, const float* q, int64_t ldq, const float* kc, const float* vc, int64_t ldkv,
+               float* out, int64_t ldo, const AttnSeq* seqs, int64_t n_seqs, int64_t bs, int64_t nh, int64_t nkv,
+               int64_t d, float scale);
+
 }  // namespace infer::cpu

@@ -133,6 +133,23 @@ void CpuBackend::attention(const float* q, int64_t ldq, const void* k_cache, con
                  ldo, T, pos0, nh, nkv, d, scale);
 }
 
+void CpuBackend::kv_write_rows(void* cache, int64_t width, const int32_t* rows, const float* src, int64_t lds,
+                               int64_t T) {
+  float* c = static_cast<float*>(cache);
+  for (int64_t t = 0; t < T; ++t) std::memcpy(c + int64_t(rows[t]) * width, src + t * lds, size_t(width) * 4);
+}
+
+void CpuBackend::paged_attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out,
+                                 int64_t ldo, const PagedSeq* seqs, int64_t n_seqs, int64_t bs, int64_t nh,
+                                 int64_t nkv, int64_t d, float scale) {
+  // The same kernel as attention() with each sequence's keys found through its block table, so a sequence's output
+  // does not depend on how its cache is laid out or on the other sequences (bit for bit).
+  attn_seqs_.resize(size_t(n_seqs));
+  for (int64_t s = 0; s < n_seqs; ++s) attn_seqs_[size_t(s)] = {seqs[s].row0, seqs[s].n, seqs[s].pos0, seqs[s].blocks};
+  cpu::attention(pool_, q, ldq, static_cast<const float*>(k_cache), static_cast<const float*>(v_cache), nkv * d, out,
+                 ldo, attn_seqs_.data(), n_seqs, bs, nh, nkv, d, scale);
+}
+
 void CpuBackend::swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy, int64_t T,
                         int64_t n) {
   rows_parallel(T, 8 * n, [&](int64_t b, int64_t e) {

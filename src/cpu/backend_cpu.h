@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "cpu/attention.h"
 #include "cpu/thread_pool.h"
 
 namespace infer {
@@ -38,6 +39,11 @@ class CpuBackend final : public Backend {
   void kv_write(void* cache, int64_t width, int64_t pos0, const float* src, int64_t lds, int64_t T) override;
   void attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out, int64_t ldo,
                  int64_t T, int64_t pos0, int64_t n_heads, int64_t n_kv_heads, int64_t d, float scale) override;
+  void kv_write_rows(void* cache, int64_t width, const int32_t* rows, const float* src, int64_t lds,
+                     int64_t T) override;
+  void paged_attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out, int64_t ldo,
+                       const PagedSeq* seqs, int64_t n_seqs, int64_t block_size, int64_t n_heads, int64_t n_kv_heads,
+                       int64_t d, float scale) override;
   void swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy, int64_t T,
               int64_t n) override;
   void add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) override;
@@ -70,6 +76,7 @@ class CpuBackend final : public Backend {
   template <typename F>
   void rows_parallel(int64_t T, int64_t per_row, F&& fn);
   ThreadPool pool_;
+  std::vector<cpu::AttnSeq> attn_seqs_;  // paged_attention: its sequences in the kernel's form
   // RoPE cos/sin of the rows being processed, (T, 2·half): row t holds cos then sin of position pos0 + t. Every
   // layer's q and k use the same angles, so they are computed once per (table, pos0, T) and reused.
   const float* rope_angles(const RopeTable& rope, int64_t pos0, int64_t T, int64_t half);

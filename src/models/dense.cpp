@@ -17,11 +17,17 @@ struct DenseState : ForwardState {
   using ForwardState::ForwardState;
   std::vector<void*> k_cache, v_cache;  // per layer: (n_ctx, nkv*d)
   float *x, *xn, *qkv, *att, *ffn_out, *ffn_scratch, *logits;  // qkv: rows of q ‖ k ‖ v
+  int64_t n_seqs = 0;  // paged: sequences per step (rows of logits)
 };
 
 }  // namespace
 
 std::unique_ptr<ForwardState> DenseDecoder::new_state(Backend& backend, int64_t n_ctx, int64_t n_batch) const {
+  return make_state(backend, n_ctx, n_batch, n_batch);
+}
+
+std::unique_ptr<ForwardState> DenseDecoder::make_state(Backend& backend, int64_t n_ctx, int64_t n_batch,
+                                                       int64_t n_logit_rows) const {
   const auto& c = config;
   const int64_t kvw = c.num_key_value_heads * c.head_dim, qw = c.num_attention_heads * c.head_dim;
   auto st = std::make_unique<DenseState>(backend);
@@ -37,8 +43,8 @@ std::unique_ptr<ForwardState> DenseDecoder::new_state(Backend& backend, int64_t 
   st->att = st->buffer(n_batch * qw);
   st->ffn_out = st->buffer(n_batch * c.hidden_size);
   st->ffn_scratch = st->buffer(std::max<int64_t>(1, ffn_scratch_floats(n_batch)));
-  st->logits = st->buffer(n_batch * c.vocab_size);
-  // Weights in the groups forward() uses (the CPU backend packs them here, once per model).
+  st->logits = st->buffer(n_logit_rows * c.vocab_size);
+  // Weights in the groups forward() and forward_batch() use (the CPU backend packs them here, once per model).
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const Layer& L = layers_[size_t(l)];
     backend.prepare_matmul({&L.wq, &L.wk, &L.wv});
@@ -200,6 +206,94 @@ void DenseDecoder::forward(ForwardState& base, const int32_t* ids, int64_t T, fl
   st.last_logits = st.logits + (rows - 1) * V;
   if (logits) be.to_host(st.logits, logits, rows * V);
   st.n_past = pos0 + T;
+}
+
+}  // namespace infer::models
+
+namespace infer::models {
+
+std::unique_ptr<ForwardState> DenseDecoder::new_paged_state(Backend& backend, int64_t n_blocks, int64_t block_size,
+                                                            int64_t n_tokens, int64_t n_seqs) const {
+  if (n_blocks <= 0 || block_size <= 0 || n_tokens <= 0 || n_seqs <= 0 || n_seqs > n_tokens)
+    fail(INFER_ERR_INVALID_ARG, "paged state: n_blocks, block_size, n_tokens and n_seqs (<= n_tokens) must be positive");
+  // The same buffers as a contiguous state whose n_ctx rows are the pool's blocks, back to back; logits for the last
+  // token of each sequence only.
+  auto st = make_state(backend, n_blocks * block_size, n_tokens, n_seqs);
+  st->block_size = block_size;
+  static_cast<DenseState&>(*st).n_seqs = n_seqs;
+  return st;
+}
+
+void DenseDecoder::forward_batch(ForwardState& base, const BatchSeq* seqs, int64_t S, float* logits) const {
+  auto& st = static_cast<DenseState&>(base);
+  Backend& be = st.backend;
+  const auto& c = config;
+  const int64_t H = c.hidden_size, d = c.head_dim, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  const int64_t V = c.vocab_size, qw = nh * d, kvw = nkv * d, bs = st.block_size;
+  const float eps = float(c.rms_norm_eps);
+  const float scale = 1.0f / std::sqrt(float(d));
+  if (bs <= 0) fail(INFER_ERR_INVALID_ARG, "forward_batch needs a paged state (new_paged_state)");
+  if (S <= 0) fail(INFER_ERR_INVALID_ARG, "forward_batch: no sequences");
+
+  // Flatten: all tokens of all sequences are the rows of one step; rows[t] is token t's cache row.
+  std::vector<int32_t> ids, rows, last(static_cast<size_t>(S));
+  std::vector<PagedSeq> ps(static_cast<size_t>(S));
+  for (int64_t s = 0; s < S; ++s) {
+    const BatchSeq& q = seqs[s];
+    if (q.n <= 0 || q.pos0 < 0) fail(INFER_ERR_INVALID_ARG, "forward_batch: a sequence has no tokens");
+    ps[size_t(s)] = {int64_t(ids.size()), q.n, q.pos0, q.blocks};
+    for (int64_t i = 0; i < q.n; ++i) {
+      const int64_t p = q.pos0 + i;
+      ids.push_back(q.ids[i]);
+      rows.push_back(int32_t(int64_t(q.blocks[p / bs]) * bs + p % bs));
+    }
+    last[size_t(s)] = int32_t(ids.size() - 1);
+  }
+  const int64_t T = int64_t(ids.size());
+  if (T > st.n_batch || S > st.n_seqs)
+    fail(INFER_ERR_INVALID_ARG, "forward_batch: " + std::to_string(T) + " tokens of " + std::to_string(S) +
+                                    " sequences exceed the state's " + std::to_string(st.n_batch) + " tokens of " +
+                                    std::to_string(st.n_seqs) + " sequences per step");
+
+  // The same steps as forward() (fused q/k/v and residual+norm kernels), with RoPE, the cache writes and attention
+  // per sequence.
+  const int64_t ldqkv = qw + 2 * kvw;
+  float* q = st.qkv;
+  float* k = q + qw;
+  float* v = k + kvw;
+  be.embed(*embed_, ids.data(), T, st.x, H);
+  be.rmsnorm(st.x, H, *layers_[0].attn_norm, st.xn, H, T, H, eps);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const Layer& L = layers_[size_t(l)];
+    // The projections run on every token of every sequence at once: each weight is read once per step.
+    be.matmul_concat(st.xn, H, {&L.wq, &L.wk, &L.wv}, st.qkv, ldqkv, T);
+    if (L.bq) {
+      be.add_bias(q, ldqkv, *L.bq, T);
+      be.add_bias(k, ldqkv, *L.bk, T);
+      be.add_bias(v, ldqkv, *L.bv, T);
+    }
+    for (const PagedSeq& p : ps) {  // RoPE at each sequence's own positions
+      be.head_norm_rope(q + p.row0 * ldqkv, ldqkv, p.n, nh, d, L.q_norm, eps, p.pos0, rope_);
+      be.head_norm_rope(k + p.row0 * ldqkv, ldqkv, p.n, nkv, d, L.k_norm, eps, p.pos0, rope_);
+    }
+    be.kv_write_rows(st.k_cache[size_t(l)], kvw, rows.data(), k, ldqkv, T);
+    be.kv_write_rows(st.v_cache[size_t(l)], kvw, rows.data(), v, ldqkv, T);
+    be.paged_attention(q, ldqkv, st.k_cache[size_t(l)], st.v_cache[size_t(l)], st.att, qw, ps.data(), S, bs, nh,
+                       nkv, d, scale);
+    be.matmul(st.att, qw, L.wo, st.xn, H, T);
+    be.add_rmsnorm(st.x, H, st.xn, H, *L.ffn_norm, st.xn, H, T, H, eps);  // residual, then the FFN's norm
+    ffn(be, l, st.xn, st.ffn_out, T, st.ffn_scratch, "layers." + std::to_string(l) + ".", nullptr);
+    if (l + 1 < c.num_hidden_layers)  // residual, then the next layer's attention norm
+      be.add_rmsnorm(st.x, H, st.ffn_out, H, *layers_[size_t(l) + 1].attn_norm, st.xn, H, T, H, eps);
+    else
+      be.add(st.x, H, st.ffn_out, H, T, H);
+  }
+  // Final norm and lm_head on each sequence's last row only.
+  be.gather_rows(st.x, H, last.data(), S, st.ffn_out, H, H);
+  be.rmsnorm(st.ffn_out, H, *final_norm_, st.xn, H, S, H, eps);
+  be.matmul(st.xn, H, lm_head_, st.logits, V, S);
+  st.last_logits = st.logits + (S - 1) * V;  // the last sequence's row (row s of st.logits is sequence s's)
+  if (logits) be.to_host(st.logits, logits, S * V);
 }
 
 }  // namespace infer::models

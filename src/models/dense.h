@@ -24,10 +24,16 @@ class DenseDecoder : public Transformer {
   void forward(ForwardState& st, const int32_t* ids, int64_t n, float* logits, bool all_logits,
                const DumpFn* dump) const override;
   int64_t kv_bytes_per_token() const override;
+  bool has_batched_forward() const override { return true; }
+  std::unique_ptr<ForwardState> new_paged_state(Backend& backend, int64_t n_blocks, int64_t block_size,
+                                                int64_t n_tokens, int64_t n_seqs) const override;
+  void forward_batch(ForwardState& st, const BatchSeq* seqs, int64_t n_seqs, float* logits) const override;
   int64_t weight_bytes_per_token() const override;
 
  protected:
   void bind_weights(const LoadOptions& opts) override;
+  // The buffers of new_state, with logits for n_logit_rows rows.
+  std::unique_ptr<ForwardState> make_state(Backend& backend, int64_t n_ctx, int64_t n_batch, int64_t n_logit_rows) const;
 
   // FFN hooks: a subclass (Qwen3-MoE) replaces the MLP of some layers. The defaults are the dense SwiGLU MLP of
   // intermediate_size. bind_ffn binds layer l's FFN weights (prefix "model.layers.{l}."); ffn computes

@@ -6,3 +6,4 @@
 
 CLI::App* add_bench_command(CLI::App& app, std::function<int()>* run);
 CLI::App* add_render_command(CLI::App& app, std::function<int()>* run);
+CLI::App* add_serve_command(CLI::App& app, std::function<int()>* run);

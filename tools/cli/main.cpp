@@ -474,7 +474,8 @@ int main(int argc, char** argv) {
                "  infer -m ~/models/Qwen3-0.6B -p \"Hello\"           generate from a prompt\n"
                "  infer dump -m DIR --ids 1,2,3 -o out.safetensors   logits + per-layer intermediates\n"
                "  infer tokenize -m DIR \"some text\"                  token ids and pieces\n"
-               "  infer bench -m DIR -p 512 -n 128 -t 1,2            pp/tg tokens per second (llama-bench style)\n",
+               "  infer bench -m DIR -p 512 -n 128 -t 1,2            pp/tg tokens per second (llama-bench style)\n"
+               "  infer serve -m DIR --port 8080                     OpenAI-compatible server (continuous batching)\n",
                "infer"};
   app.set_version_flag("--version", std::string("infer ") + infer_version());
   app.require_subcommand(0, 1);
@@ -548,6 +549,8 @@ int main(int argc, char** argv) {
   auto* bench = add_bench_command(app, &bench_run);
   std::function<int()> render_run;
   auto* render = add_render_command(app, &render_run);
+  std::function<int()> serve_run;
+  auto* serve = add_serve_command(app, &serve_run);
 
   try {
     app.parse(argc, argv);
@@ -557,6 +560,7 @@ int main(int argc, char** argv) {
   try {
     if (*bench) return bench_run();
     if (*render) return render_run();
+    if (*serve) return serve_run();
     if (*dump) return cmd_dump(d_model, d_ids, d_out, d_threads);
     if (*tok) return cmd_tokenize(t_model, t_text, t_file, t_json, t_jsonl);
     if (*chat) {
