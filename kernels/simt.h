@@ -134,7 +134,10 @@ class dev_ptr {
   dev_ptr(const dev_ptr<U>& o) : p_(o.p_), lo_(o.lo_), bytes_(o.bytes_) {}
 
   // note: always_inline, so that a bounds report names the kernel's code address
-  __attribute__((always_inline)) T& operator[](std::ptrdiff_t i) const { return *check(p_ + i, sizeof(T)); }
+  // (the address is formed as an integer: a null table entry read by a buggy kernel is reported, not UB)
+  __attribute__((always_inline)) T& operator[](std::ptrdiff_t i) const {
+    return *check(reinterpret_cast<T*>(reinterpret_cast<uintptr_t>(p_) + uintptr_t(i) * sizeof(T)), sizeof(T));
+  }
   __attribute__((always_inline)) T& operator*() const { return *check(p_, sizeof(T)); }
   __attribute__((always_inline)) T* operator->() const { return check(p_, sizeof(T)); }
   dev_ptr operator+(std::ptrdiff_t i) const { return with(p_ + i); }
@@ -152,9 +155,9 @@ class dev_ptr {
 
   // [p, p + bytes) inside the buffer and aligned for T, else a fatal out-of-bounds/misaligned report.
   __attribute__((always_inline)) T* check(T* q, size_t bytes) const {
-    const auto* b = reinterpret_cast<const unsigned char*>(q);
-    if (b < lo_ || b + bytes > lo_ + bytes_ || !lo_)
-      ::infer::simt::device::out_of_bounds(lo_, bytes_, b, bytes);
+    const auto b = reinterpret_cast<uintptr_t>(q), lo = reinterpret_cast<uintptr_t>(lo_);
+    if (!lo_ || b < lo || b + bytes > lo + bytes_)
+      ::infer::simt::device::out_of_bounds(lo_, bytes_, reinterpret_cast<const unsigned char*>(q), bytes);
     if (reinterpret_cast<uintptr_t>(q) % alignof(T))
       ::infer::simt::device::report(::infer::simt::DiagKind::kMisaligned,
                                     "misaligned access of " + std::to_string(sizeof(T)) + "-byte element", true);
