@@ -136,19 +136,19 @@ class dev_ptr {
   // note: always_inline, so that a bounds report names the kernel's code address
   // (the address is formed as an integer: a null table entry read by a buggy kernel is reported, not UB)
   __attribute__((always_inline)) T& operator[](std::ptrdiff_t i) const {
-    return *check(reinterpret_cast<T*>(reinterpret_cast<uintptr_t>(p_) + uintptr_t(i) * sizeof(T)), sizeof(T));
+    return *check(offset(p_, i), sizeof(T));
   }
   __attribute__((always_inline)) T& operator*() const { return *check(p_, sizeof(T)); }
   __attribute__((always_inline)) T* operator->() const { return check(p_, sizeof(T)); }
-  dev_ptr operator+(std::ptrdiff_t i) const { return with(p_ + i); }
-  dev_ptr operator-(std::ptrdiff_t i) const { return with(p_ - i); }
+  dev_ptr operator+(std::ptrdiff_t i) const { return with(offset(p_, i)); }
+  dev_ptr operator-(std::ptrdiff_t i) const { return with(offset(p_, -i)); }
   std::ptrdiff_t operator-(const dev_ptr& o) const { return p_ - o.p_; }
-  dev_ptr& operator+=(std::ptrdiff_t i) { p_ += i; return *this; }
-  dev_ptr& operator-=(std::ptrdiff_t i) { p_ -= i; return *this; }
-  dev_ptr& operator++() { ++p_; return *this; }
-  dev_ptr& operator--() { --p_; return *this; }
-  dev_ptr operator++(int) { dev_ptr r = *this; ++p_; return r; }
-  dev_ptr operator--(int) { dev_ptr r = *this; --p_; return r; }
+  dev_ptr& operator+=(std::ptrdiff_t i) { p_ = offset(p_, i); return *this; }
+  dev_ptr& operator-=(std::ptrdiff_t i) { p_ = offset(p_, -i); return *this; }
+  dev_ptr& operator++() { p_ = offset(p_, 1); return *this; }
+  dev_ptr& operator--() { p_ = offset(p_, -1); return *this; }
+  dev_ptr operator++(int) { dev_ptr r = *this; p_ = offset(p_, 1); return r; }
+  dev_ptr operator--(int) { dev_ptr r = *this; p_ = offset(p_, -1); return r; }
   explicit operator bool() const { return p_ != nullptr; }
   bool operator==(const dev_ptr& o) const { return p_ == o.p_; }
   bool operator==(std::nullptr_t) const { return p_ == nullptr; }
@@ -166,6 +166,10 @@ class dev_ptr {
   T* unchecked() const { return p_; }
 
  private:
+  // p + i formed as an integer (a kernel may offset a null or stray pointer; the access is what gets reported).
+  static T* offset(T* p, std::ptrdiff_t i) {
+    return reinterpret_cast<T*>(reinterpret_cast<uintptr_t>(p) + uintptr_t(i) * sizeof(T));
+  }
   template <class U>
   friend class dev_ptr;
   template <class U, class V>

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <mutex>
 #include <set>
+#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,6 +16,15 @@
 #include "serve_test_util.h"
 
 using namespace infer::servetest;
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define INFER_TEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define INFER_TEST_ASAN 1
+#endif
 
 namespace {
 
@@ -368,9 +378,15 @@ TEST(ServeHttpLoad, SixteenStreamingClientsGetTheOutputsOfOneAtATime) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_LT(secs, 240.0);
   // No growth: the second round's peak working set fits in what the first one left behind (+4 MiB of slack for
-  // allocator arenas).
+  // allocator arenas). Under ASan the allocator's quarantine keeps freed blocks resident, so RSS says nothing there;
+  // that build checks leaks with LeakSanitizer instead (the server exits with an error report if it leaked).
+#if !defined(INFER_TEST_ASAN)
   EXPECT_LT(h2["rss_bytes"].get<int64_t>(), h1["rss_bytes"].get<int64_t>() + (4 << 20))
       << "rss after round 1: " << h1["rss_bytes"] << ", after round 2: " << h2["rss_bytes"];
+#else
+  std::printf("ASan build: rss after round 1 %lld, after round 2 %lld (not bounded: quarantine)\n",
+              (long long)h1["rss_bytes"].get<int64_t>(), (long long)h2["rss_bytes"].get<int64_t>());
+#endif
   EXPECT_EQ(h2["kv_blocks_used"], 0);
   EXPECT_GT(h2["prompt_tokens_cached"].get<int>(), 0) << "the shared system prompt was never reused";
 }
