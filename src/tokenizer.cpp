@@ -541,6 +541,14 @@ void HfTokenizer::load_tokenizer_json(const std::string& text, const std::string
   // ---- added tokens (after the normalizer: normalized ones are matched in normalized form)
   vocab_size_ = bpe_->size();
   if (const json* at = JsonReader::find(root, "added_tokens")) add_tokens(r, r.array(*at, "added_tokens"));
+  // The post-processor's special tokens must be tokens of this vocabulary (fuzz finding: a template naming id 800 of
+  // a 512-token vocabulary made encode() return it).
+  for (const auto* ids : {&template_prefix_, &template_suffix_})
+    for (int32_t id : *ids)
+      if (id < 0 || id >= vocab_size_)
+        r.format_error("post_processor.special_tokens", "token id " + std::to_string(id) +
+                                                            " is outside the vocabulary [0, " +
+                                                            std::to_string(vocab_size_) + ")");
 
   // ---- per-id tables: bytes (the ByteLevel decoder's view of the token) and special flags
   token_bytes_.assign(static_cast<size_t>(vocab_size_), std::string());
