@@ -10,6 +10,8 @@
 // Sizes are small: the emulator runs ~10^5-10^6 thread switch points per second.
 #include <gtest/gtest.h>
 
+#include "simt_test_util.h"
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -30,6 +32,10 @@
 
 namespace {
 
+using namespace infer::testutil;
+
+constexpr uint64_t kScheduleSeed = 3;  // the random schedule of for_two_schedules
+
 namespace simt = infer::simt;
 using infer::DType;
 
@@ -41,24 +47,6 @@ void for_each_schedule(F&& f) {
     f();
   }
 }
-// Two schedules (in order, one random) for the heavier kernels.
-template <class F>
-void for_two_schedules(F&& f) {
-  for (const simt::Schedule& s : {simt::Schedule{simt::ScheduleKind::kInOrder, 0}, simt::Schedule{simt::ScheduleKind::kRandom, 3}}) {
-    SCOPED_TRACE("schedule " + s.to_string());
-    simt::ScopedSchedule scoped(s);
-    f();
-  }
-}
-
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
 std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
   std::vector<uint16_t> b(v.size());
   for (size_t i = 0; i < v.size(); ++i) b[i] = infer::f32_to_bf16(v[i]);
@@ -94,7 +82,6 @@ void expect_rows_near(const std::vector<float>& got, const std::vector<float>& w
   EXPECT_LE(w, 1.0) << what << " (error / tolerance = " << w << ")";
 }
 
-#define EXPECT_CLEAN(cap) EXPECT_EQ((cap).total(), 0u) << (cap).summary()
 
 // ------------------------------------------------------------------ embedding
 
@@ -386,7 +373,7 @@ TEST(SimtKernels, AttentionDecodeMatchesCpu) {
       if (c.T > 1 && splits > 1) continue;  // the backend splits single rows only
       SCOPED_TRACE("splits " + std::to_string(splits));
       std::vector<float> partial(size_t(c.T * c.nh * splits * (c.d + 2)));
-      for_two_schedules([&] {
+      for_two_schedules(kScheduleSeed, [&] {
         for (bool dev_pos : {false, true}) {
           simt::Capture cap;
           std::vector<float> out(a.want.size(), 0.0f);
@@ -478,7 +465,7 @@ TEST(SimtKernels, SampleMatchesCpuSampler) {
         EXPECT_EQ(token, want) << "seed " << seed;
       };
       if (seed == 1)
-        for_two_schedules(run);
+        for_two_schedules(kScheduleSeed, run);
       else
         run();
     }

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "fixtures.h"
+#include "simt_test_util.h"
 
 #include <algorithm>
 #include <cmath>
@@ -36,25 +37,8 @@ using namespace infer::testutil;
 
 namespace {
 
-#define EXPECT_CLEAN(cap) EXPECT_EQ((cap).total(), 0u) << (cap).summary()
+constexpr uint64_t kScheduleSeed = 9;  // the random schedule of for_two_schedules
 
-template <class F>
-void for_two_schedules(F&& f) {
-  for (const simt::Schedule& s :
-       {simt::Schedule{simt::ScheduleKind::kInOrder, 0}, simt::Schedule{simt::ScheduleKind::kRandom, 9}}) {
-    SCOPED_TRACE("schedule " + s.to_string());
-    simt::ScopedSchedule scoped(s);
-    f();
-  }
-}
-
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
 
 // max |a - b| / (atol + rtol |b|) <= 1 over rows (T, n) of leading dimension ld.
 void expect_rows_near(const std::vector<float>& got, const std::vector<float>& want, int64_t T, int64_t n, int64_t ld,
@@ -82,7 +66,7 @@ TEST(SimtMla, RopeStridedMatchesCpu) {
       std::vector<float> want = x0;
       CpuBackend cpu(1);
       cpu.rope_strided(want.data() + 3, ld, T, nh, stride, d, interleaved, pos0, rope);
-      for_two_schedules([&] {
+      for_two_schedules(kScheduleSeed, [&] {
         simt::Capture cap;
         std::vector<float> got = x0;
         const int32_t pos_dev = int32_t(pos0);
@@ -97,7 +81,7 @@ TEST(SimtMla, RopeStridedMatchesCpu) {
 TEST(SimtMla, KvReadCopiesRows) {
   const int64_t n_ctx = 20, w = 45, ldd = 50;
   const auto cache = randn(size_t(n_ctx * w), 3);
-  for_two_schedules([&] {
+  for_two_schedules(kScheduleSeed, [&] {
     simt::Capture cap;
     std::vector<float> dst(size_t(7 * ldd), 0.0f);
     launch_kv_read(cache.data(), n_ctx, w, 9, 7, dst.data(), ldd, nullptr);
@@ -149,7 +133,7 @@ TEST(SimtMla, AbsorbQAndOutMatchCpu) {
     const auto o = randn(size_t(c.T * ldo), 5);
     std::vector<float> out_want(size_t(c.T * ldout), 0.0f);
     cpu.mla_absorb_out(o.data(), ldo, kvb.m, out_want.data(), ldout, c.T, c.nh, c.dn, c.dv);
-    for_two_schedules([&] {
+    for_two_schedules(kScheduleSeed, [&] {
       simt::Capture cap;
       std::vector<float> qa(qa_want.size(), 0.0f), out(out_want.size(), 0.0f);
       launch_mla_absorb_q(q.data(), ldq, kvb.m.data, kt, qa.data(), ldqa, c.T, c.nh, c.dn, c.dr, c.dv, c.r, nullptr);
@@ -179,7 +163,7 @@ TEST(SimtMla, AbsorbedAttentionMatchesCpu) {
     CpuBackend cpu(1);
     std::vector<float> want(size_t(c.T * ldo), 0.0f);
     cpu.mla_attention_absorbed(qa.data(), ldqa, cache.data(), c.r, c.dr, want.data(), ldo, c.T, c.pos0, c.nh, scale);
-    for_two_schedules([&] {
+    for_two_schedules(kScheduleSeed, [&] {
       simt::Capture cap;
       std::vector<float> o(want.size(), 0.0f), partial(size_t(c.T * c.nh * c.splits * (c.r + 2)));
       const int32_t pos_dev = int32_t(c.pos0);
@@ -212,7 +196,7 @@ TEST(SimtMla, AttentionBlocksMatchCpu) {
                               ml.data(), ml.data() + T * nh, want.data(), ldo, T, pos0, nh, dn, dr, dv, scale, j0 == 0,
                               j0 + nb >= N);
     }
-    for_two_schedules([&] {
+    for_two_schedules(kScheduleSeed, [&] {
       simt::Capture cap;
       std::vector<float> out(want.size(), 0.0f), gml(ml.size(), 0.0f);
       for (int64_t j0 = 0; j0 < N; j0 += KB) {

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "fixtures.h"
+#include "simt_test_util.h"
 
 #include <algorithm>
 #include <cmath>
@@ -36,25 +37,8 @@ using namespace infer::testutil;
 
 namespace {
 
-#define EXPECT_CLEAN(cap) EXPECT_EQ((cap).total(), 0u) << (cap).summary()
+constexpr uint64_t kScheduleSeed = 5;  // the random schedule of for_two_schedules
 
-template <class F>
-void for_two_schedules(F&& f) {
-  for (const simt::Schedule& s :
-       {simt::Schedule{simt::ScheduleKind::kInOrder, 0}, simt::Schedule{simt::ScheduleKind::kRandom, 5}}) {
-    SCOPED_TRACE("schedule " + s.to_string());
-    simt::ScopedSchedule scoped(s);
-    f();
-  }
-}
-
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
 
 // Values from a small set, so that many scores (and group sums) tie.
 std::vector<float> tied(size_t n, uint32_t seed, int levels) {
@@ -120,7 +104,7 @@ TEST(SimtMoe, RouterMatchesHostExactly) {
     std::vector<int32_t> want_ids(size_t(T * k));
     std::vector<float> want_w(size_t(T * k));
     route_tokens(c.r, logits.data(), ld, c.bias ? bias.data() : nullptr, T, want_ids.data(), want_w.data());
-    for_two_schedules([&] {
+    for_two_schedules(kScheduleSeed, [&] {
       simt::Capture cap;
       std::vector<int32_t> ids(want_ids.size(), -1);
       std::vector<float> w(want_w.size(), 0.0f);
@@ -176,7 +160,7 @@ TEST(SimtMoe, PermuteAndUnpermuteMatchHost) {
       if (off[size_t(e) + 1] > off[size_t(e)])
         cpu.scatter_add_rows(want.data(), ldo, y.data() + off[size_t(e)] * c.H, c.H, rows.data() + off[size_t(e)],
                              rw.data() + off[size_t(e)], off[size_t(e) + 1] - off[size_t(e)], c.H);
-    for_two_schedules([&] {
+    for_two_schedules(kScheduleSeed, [&] {
       simt::Capture cap;
       std::vector<int32_t> goff(off.size()), grows(rows.size()), gpos(static_cast<size_t>(n));
       simt::expect_written(grows.data(), grows.size(), "rows");
@@ -308,7 +292,7 @@ TEST(SimtMoe, DecodeExpertsMatchCpuAndReadOnlySelected) {
     for (int64_t e : ids)
       for (int i = 0; i < 3; ++i) table[size_t(i * c.E + e)] = full[size_t(i * c.E + e)];
     const KType kt = fp8 ? KType::kFP8 : c.t == DType::BF16 ? KType::kBF16 : KType::kF32;
-    for_two_schedules([&] {
+    for_two_schedules(kScheduleSeed, [&] {
       simt::Capture cap;
       fp8test::Buf<float> h(size_t(c.k * c.I)), out(size_t(c.H));
       MoeDecodeArgs a{table.data(), kt, c.E, c.H, c.I, c.k, ids.data(), w.data(), x.data(), h.data(), out.data()};
