@@ -107,6 +107,13 @@ class Backend {
   // y = silu(g) * u, elementwise over rows of width n (y may alias g).
   virtual void swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy, int64_t T,
                       int64_t n) = 0;
+  // The FFN's down projection of a gate ‖ up matmul's output: y = (silu(gu[:, :I]) ⊙ gu[:, I:2I]) W^T. gu may be
+  // overwritten. A backend may fuse the two; by default, swiglu into gu's gate half, then matmul.
+  virtual void swiglu_matmul(float* gu, int64_t ldgu, int64_t I, const cpu::Matrix& w, float* y, int64_t ldy,
+                             int64_t T) {
+    swiglu(gu, ldgu, gu + I, ldgu, gu, ldgu, T, I);
+    matmul(gu, ldgu, w, y, ldy, T);
+  }
   // x += y, rows of width n.
   virtual void add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) = 0;
   // x += y, then out = rmsnorm(x) * w (a residual add and the next norm; out may alias y). A backend may fuse

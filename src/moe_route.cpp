@@ -137,8 +137,7 @@ void Backend::moe_experts(const float* x, int64_t ldx, const MoeExpert* experts,
     const MoeExpert& x_e = experts[size_t(e)];
     gather_rows(x, ldx, rows.data() + b, n, xg, H, H);
     matmul_concat(xg, H, {&x_e.gate, &x_e.up}, g, 2 * I, n);  // gate ‖ up (g and u are contiguous: n·2I fits)
-    swiglu(g, 2 * I, g + I, 2 * I, g, 2 * I, n, I);
-    matmul(g, 2 * I, x_e.down, y, H, n);
+    swiglu_matmul(g, 2 * I, I, x_e.down, y, H, n);
     scatter_add_rows(out, ldo, y, H, rows.data() + b, rw.data() + b, n, H);
   }
 }

@@ -59,6 +59,8 @@ TEST(PackedGemm, MatchesScalarReferenceOnOddShapes) {
       {1, 1, {1}},          {1, 2, {47}},           {2, 3, {48}},          {3, 31, {49}},
       {5, 33, {17, 5, 30}}, {8, 64, {100}},         {9, 257, {96, 1}},     {13, 128, {64, 64, 64}},
       {16, 300, {33}},      {17, 65, {48, 48, 2}},  {1, 1024, {200}},      {4, 2, {1, 1}},
+      // last panels 32 and 16 columns wide (the rest of N past the 48-column panels, rounded up to 16)
+      {3, 130, {72}},       {9, 65, {40, 40}},      {1, 96, {1024}},       {2, 7, {16}},
   };
   ThreadPool pool1(1), pool2(2);
   for (const Case& c : cases) {
@@ -160,6 +162,41 @@ TEST(PackedGemm, FastPrecisionUsesBf16OnlyWhereTheCpuHasIt) {
       EXPECT_NE(yf[0], yb[0]) << "bf16 path must round x";
     else
       EXPECT_EQ(std::memcmp(yf, yb, sizeof yf), 0) << isa_name(active_isa());
+  }
+}
+
+TEST(PackedGemm, SwigluGemmEqualsSiluMulThenGemm) {
+  // gemm_swiglu forms silu(g)·u while rounding the activations (bf16 path) or in place of g (fp32 path): the same
+  // values as silu_mul followed by gemm, bit for bit, on every ISA, precision and row count (1 = the decode GEMV).
+  IsaGuard guard;
+  set_min_parallel_work(1);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t I = 70, N = 50, ld = 2 * I + 3;
+  std::vector<uint16_t> w(size_t(N * I));
+  for (auto& v : w) v = to_bf16_rne(nd(rng));
+  Matrix m;
+  m.data = w.data();
+  m.rows = N;
+  m.cols = I;
+  const Matrix* parts[] = {&m};
+  ThreadPool pool(2);
+  auto p = pack_bf16(pool, parts, 1);
+  for (int64_t T : {1, 2, 9}) {
+    std::vector<float> gu(size_t(T * ld));
+    for (auto& v : gu) v = nd(rng);
+    for (Isa isa : kIsas)
+      for (Precision prec : {Precision::Fp32, Precision::Fast}) {
+        set_isa(isa);
+        set_precision(prec);
+        SCOPED_TRACE(::testing::Message() << "T=" << T << " isa=" << isa_name(active_isa())
+                                          << " precision=" << precision_name(prec));
+        std::vector<float> a = gu, b = gu, ya(size_t(T * N), -1.f), yb(size_t(T * N), -2.f);
+        for (int64_t t = 0; t < T; ++t) silu_mul(a.data() + t * ld, a.data() + t * ld + I, a.data() + t * ld, I);
+        gemm(pool, a.data(), ld, *p, ya.data(), N, T);
+        gemm_swiglu(pool, b.data(), b.data() + I, ld, *p, yb.data(), N, T);
+        ASSERT_EQ(std::memcmp(ya.data(), yb.data(), ya.size() * 4), 0);
+      }
   }
 }
 

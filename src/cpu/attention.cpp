@@ -4,9 +4,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
+#include "common.h"
 #include "cpu/ops.h"
 #include "cpu/simd_math.h"
 
@@ -32,6 +35,7 @@ struct ItemArgs {
   float scale;
   const int32_t* blocks;  // null: row(j) = j; else the paged cache's row(j) = blocks[j / bs]·bs + j % bs
   int64_t bs;
+  const float* kt;  // null, or this KV head's keys already transposed: block b at kt + b·d·32 (d × 32, zero-padded)
 };
 
 // Key and value pointers of keys kb .. kb + nk - 1 (one key block).
@@ -121,11 +125,9 @@ T512 inline void transpose16(__m512 r[16]) {
   }
 }
 
-// Scores of nq query vectors against the nk ≤ 32 keys at kp[0 .. nk) of one key block through the transposed block
-// Kt[u][j] (d × 32): per u, two key vectors serve 8 query vectors (the broadcast q[u] comes from memory).
+// The key block kp[0 .. nk) (nk ≤ 32) transposed: Kt[u][j] (d × 32), keys past nk zero.
 template <int NC>
-T512 void scores_transposed(const ItemArgs& a, const float* const* kp, int64_t nk, float* S, float* Kt) {
-  constexpr int64_t d = 16 * NC;
+T512 void transpose_key_block(const float* const* kp, int64_t nk, float* Kt) {
   for (int g = 0; g < 2; ++g) {
     for (int c = 0; c < NC; ++c) {
       __m512 r[16];
@@ -137,6 +139,13 @@ T512 void scores_transposed(const ItemArgs& a, const float* const* kp, int64_t n
       for (int i = 0; i < 16; ++i) _mm512_store_ps(Kt + (16 * c + i) * 32 + 16 * g, r[i]);
     }
   }
+}
+
+// Scores of nq query vectors against one key block through its transposed form Kt[u][j] (d × 32): per u, two key
+// vectors serve 8 query vectors (the broadcast q[u] comes from memory).
+template <int NC>
+T512 void scores_transposed(const ItemArgs& a, const float* Kt, float* S) {
+  constexpr int64_t d = 16 * NC;
   const __m512 sc = _mm512_set1_ps(a.scale);
   int i = 0;
   for (; i + 8 <= a.nq; i += 8) {
@@ -225,7 +234,14 @@ T512 void item_512(const ItemArgs& a, float* S, float* O) {
     }
     // Scores: through a transposed key block when enough query vectors share it, else one dot product at a time.
     if (a.nq >= 8) {
-      scores_transposed<NC>(a, kp, nk_any, S, Kt);
+      const float* kt = a.kt;
+      if (kt) {
+        kt += (kb / kKeyBlock) * d * kKeyBlock;
+      } else {
+        transpose_key_block<NC>(kp, nk_any, Kt);
+        kt = Kt;
+      }
+      scores_transposed<NC>(a, kt, S);
     } else {
       for (int64_t j = 0; j < nk_any; ++j) {
         const float* kj = kp[j];
@@ -287,6 +303,27 @@ T512 void item_512(const ItemArgs& a, float* S, float* O) {
 #endif
 
 using ItemFn = void (*)(const ItemArgs&, float*, float*);
+using KtFn = void (*)(const float* const*, int64_t, float*);
+
+// The key-block transpose for head size d, where item_512 scores through transposed blocks; else null.
+KtFn pick_kt(int64_t d) {
+#if defined(__x86_64__)
+  if (active_isa() >= Isa::Avx512 && d % 16 == 0) {
+    switch (d / 16) {
+      case 1: return transpose_key_block<1>;
+      case 2: return transpose_key_block<2>;
+      case 3: return transpose_key_block<3>;
+      case 4: return transpose_key_block<4>;
+      case 5: return transpose_key_block<5>;
+      case 6: return transpose_key_block<6>;
+      case 7: return transpose_key_block<7>;
+      case 8: return transpose_key_block<8>;
+      default: break;
+    }
+  }
+#endif
+  return nullptr;
+}
 
 ItemFn pick(int64_t d) {
 #if defined(__x86_64__)
@@ -333,6 +370,42 @@ void attention(ThreadPool& pool, const float* q, int64_t ldq, const float* kc, c
   }
   const int64_t n_items = item0[size_t(n_seqs)];
   const ItemFn fn = pick(d);
+  // A single contiguous sequence whose key blocks are scored by several row blocks (a prompt): transpose every key
+  // block once up front (threads split the blocks) instead of once per row block in the items.
+  const float* kt_all = nullptr;
+  int64_t kt_blocks = 0;
+#if defined(__x86_64__)
+  {
+    const int64_t row_blocks = n_seqs == 1 ? (seqs[0].n + rows_per_item - 1) / rows_per_item : 0;
+    KtFn tfn = n_seqs == 1 && !seqs[0].blocks && row_blocks >= 2 && rows_per_item * heads_per_item >= 8 ? pick_kt(d) : nullptr;
+    if (tfn) {
+      const int64_t nkeys = seqs[0].pos0 + seqs[0].n;
+      kt_blocks = (nkeys + kKeyBlock - 1) / kKeyBlock;
+      thread_local std::unique_ptr<float, void (*)(void*)> buf(nullptr, std::free);
+      thread_local size_t cap = 0;
+      const size_t need = size_t(nkv * kt_blocks * d * kKeyBlock);
+      if (need > cap) {
+        buf.reset(static_cast<float*>(std::aligned_alloc(64, (need * 4 + 63) / 64 * 64)));
+        if (!buf) fail(INFER_ERR_OUT_OF_MEMORY, "attention: out of memory for the transposed keys");
+        cap = need;
+      }
+      float* kt = buf.get();
+      const int64_t nb = nkv * kt_blocks;
+      auto transpose_range = [&](int, int64_t b0, int64_t b1) {
+        const float* kp[kKeyBlock];
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t g = b / kt_blocks, kb = (b % kt_blocks) * kKeyBlock;
+          const int64_t nk = std::min<int64_t>(kKeyBlock, nkeys - kb);
+          for (int64_t j = 0; j < nk; ++j) kp[j] = kc + (kb + j) * ldkv + g * d;
+          tfn(kp, nk, kt + b * d * kKeyBlock);
+        }
+      };
+      if (work < min_parallel_work()) transpose_range(0, 0, nb);
+      else pool.parallel_for(nb, 1, transpose_range);
+      kt_all = kt;
+    }
+  }
+#endif
   auto run_item = [&](int64_t item, float* S, float* O) {
     int64_t s = 0;
     while (item >= item0[size_t(s) + 1]) ++s;
@@ -351,6 +424,7 @@ void attention(ThreadPool& pool, const float* q, int64_t ldq, const float* kc, c
     a.scale = scale;
     a.blocks = sq.blocks;
     a.bs = bs;
+    a.kt = kt_all ? kt_all + g * kt_blocks * d * kKeyBlock : nullptr;
     const int64_t t1 = std::min(sq.n, (rb + 1) * rows_per_item);
     const int64_t h1 = std::min(rep, (hb + 1) * heads_per_item);
     for (int64_t t = rb * rows_per_item; t < t1; ++t)

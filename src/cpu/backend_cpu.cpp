@@ -124,7 +124,9 @@ void CpuBackend::head_norm_rope(float* x, int64_t ldx, int64_t T, int64_t n_head
 
 void CpuBackend::kv_write(void* cache, int64_t width, int64_t pos0, const float* src, int64_t lds, int64_t T) {
   float* c = static_cast<float*>(cache);
-  for (int64_t t = 0; t < T; ++t) std::memcpy(c + (pos0 + t) * width, src + t * lds, size_t(width) * 4);
+  rows_parallel(T, width, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) std::memcpy(c + (pos0 + t) * width, src + t * lds, size_t(width) * 4);
+  });
 }
 
 void CpuBackend::attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out,
@@ -136,7 +138,9 @@ void CpuBackend::attention(const float* q, int64_t ldq, const void* k_cache, con
 void CpuBackend::kv_write_rows(void* cache, int64_t width, const int32_t* rows, const float* src, int64_t lds,
                                int64_t T) {
   float* c = static_cast<float*>(cache);
-  for (int64_t t = 0; t < T; ++t) std::memcpy(c + int64_t(rows[t]) * width, src + t * lds, size_t(width) * 4);
+  rows_parallel(T, width, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) std::memcpy(c + int64_t(rows[t]) * width, src + t * lds, size_t(width) * 4);
+  });
 }
 
 void CpuBackend::paged_attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out,
@@ -155,6 +159,16 @@ void CpuBackend::swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu
   rows_parallel(T, 8 * n, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) cpu::silu_mul(g + t * ldg, u + t * ldu, y + t * ldy, n);
   });
+}
+
+void CpuBackend::swiglu_matmul(float* gu, int64_t ldgu, int64_t I, const cpu::Matrix& w, float* y, int64_t ldy,
+                               int64_t T) {
+  if (w.pack && w.cols == I) {
+    const cpu::Matrix* parts[1] = {&w};
+    if (const cpu::PackedMatrix* p = w.pack->get(pool_, parts, 1))
+      return cpu::gemm_swiglu(pool_, gu, gu + I, ldgu, *p, y, ldy, T, w.exact);
+  }
+  Backend::swiglu_matmul(gu, ldgu, I, w, y, ldy, T);
 }
 
 void CpuBackend::add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) {

@@ -44,6 +44,8 @@ class CpuBackend final : public Backend {
   void paged_attention(const float* q, int64_t ldq, const void* k_cache, const void* v_cache, float* out, int64_t ldo,
                        const PagedSeq* seqs, int64_t n_seqs, int64_t block_size, int64_t n_heads, int64_t n_kv_heads,
                        int64_t d, float scale) override;
+  void swiglu_matmul(float* gu, int64_t ldgu, int64_t I, const cpu::Matrix& w, float* y, int64_t ldy,
+                     int64_t T) override;
   void swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy, int64_t T,
               int64_t n) override;
   void add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) override;

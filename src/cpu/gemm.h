@@ -40,13 +40,15 @@ struct PackedMatrix {
   int64_t n = 0, k = 0;   // output features (sum of the parts' rows), inputs
   int64_t pairs = 0;      // ceil(k / 2)
   int64_t panels = 0;     // ceil(n / kPanel)
-  uint32_t* data = nullptr;  // panels × pairs × kPanel words, 64-byte aligned
+  int last_width = kPanel;   // the last panel's width: the rest of n rounded up to 16 (no 48-wide padding)
+  uint32_t* data = nullptr;  // (panels - 1) × pairs × kPanel + pairs × last_width words, 64-byte aligned
   PackedMatrix() = default;
   PackedMatrix(const PackedMatrix&) = delete;
   PackedMatrix& operator=(const PackedMatrix&) = delete;
   ~PackedMatrix();
   const uint32_t* panel(int64_t p) const { return data + p * pairs * kPanel; }
-  int64_t bytes() const { return panels * pairs * kPanel * 4; }
+  int width(int64_t p) const { return p + 1 == panels ? last_width : kPanel; }  // columns stored in panel p
+  int64_t bytes() const { return ((panels - 1) * kPanel + last_width) * pairs * 4; }
 };
 
 // Packs the row-concatenation of bf16 matrices with equal cols (threads split the panels).
@@ -56,6 +58,12 @@ std::unique_ptr<PackedMatrix> pack_bf16(ThreadPool& pool, const Matrix* const* p
 // the precision.
 void gemm(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatrix& w, float* y, int64_t ldy, int64_t T,
           bool exact = false);
+
+// The FFN's down projection: y = (silu(g) ⊙ u) W^T, g and u rows of w.k at stride ld. Where the bf16 path runs,
+// the product is rounded to bf16 as it is formed (never stored); elsewhere g is overwritten with it. Same values as
+// silu_mul then gemm.
+void gemm_swiglu(ThreadPool& pool, float* g, const float* u, int64_t ld, const PackedMatrix& w, float* y, int64_t ldy,
+                 int64_t T, bool exact = false);
 
 // Where the packed forms of a model's matrix (alone, or leading a concatenation) are kept: one per bf16 weight,
 // owned by the model (Matrix::pack points to it), filled on first use by the CPU backend and shared by every

@@ -269,7 +269,49 @@ void row_to_f32(const void* src, DType t, float* dst, int64_t n) {
   }
 }
 
+#if defined(__x86_64__)
+namespace {
+// Σ x² in double, 8 lanes × 2 accumulators (the sum's order differs from the scalar loop's only below fp32 precision).
+__attribute__((target("avx512f"))) double sum_squares_512(const float* x, int64_t n) {
+  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512d lo = _mm512_cvtps_pd(_mm256_loadu_ps(x + i)), hi = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
+    a0 = _mm512_fmadd_pd(lo, lo, a0);
+    a1 = _mm512_fmadd_pd(hi, hi, a1);
+  }
+  double ss = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+  for (; i < n; ++i) ss += double(x[i]) * x[i];
+  return ss;
+}
+
+// out = x · r · w (w bf16 or fp32), 16 at a time.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void scale_by_weight_512(const float* x, float r, const void* w, DType wtype,
+                                                             float* out, int64_t n) {
+  const __m512 rv = _mm512_set1_ps(r);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+    __m512 wv;
+    if (wtype == DType::BF16) {
+      const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(w) + i);
+      wv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    } else {
+      wv = _mm512_maskz_loadu_ps(m, static_cast<const float*>(w) + i);
+    }
+    // (x · r) · w: the scalar loop's order of the two products.
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), rv), wv));
+  }
+}
+}  // namespace
+#endif
+
 void rmsnorm(const float* x, const void* w, DType wtype, float* out, int64_t n, float eps) {
+#if defined(__x86_64__)
+  if (g_isa >= Isa::Avx512) {
+    const float r = 1.0f / std::sqrt(float(sum_squares_512(x, n) / double(n)) + eps);
+    return scale_by_weight_512(x, r, w, wtype, out, n);
+  }
+#endif
   double ss = 0;
   for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * x[i];
   const float r = 1.0f / std::sqrt(float(ss / double(n)) + eps);
@@ -303,7 +345,26 @@ void silu_mul(const float* g, const float* u, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
+#if defined(__x86_64__)
+namespace {
+__attribute__((target("avx512f"))) void rope_neox_512(float* x, const float* cos, const float* sin, int64_t d) {
+  const int64_t h = d / 2;
+  for (int64_t i = 0; i < h; i += 16) {
+    const __mmask16 m = h - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (h - i)) - 1);
+    const __m512 a = _mm512_maskz_loadu_ps(m, x + i), b = _mm512_maskz_loadu_ps(m, x + i + h);
+    const __m512 c = _mm512_maskz_loadu_ps(m, cos + i), s = _mm512_maskz_loadu_ps(m, sin + i);
+    // a·c − b·s and b·c + a·s, each product rounded before the sum as in the scalar loop (no FMA contraction).
+    _mm512_mask_storeu_ps(x + i, m, _mm512_sub_ps(_mm512_mul_ps(a, c), _mm512_mul_ps(b, s)));
+    _mm512_mask_storeu_ps(x + i + h, m, _mm512_add_ps(_mm512_mul_ps(b, c), _mm512_mul_ps(a, s)));
+  }
+}
+}  // namespace
+#endif
+
 void rope_neox(float* x, const float* cos, const float* sin, int64_t d) {
+#if defined(__x86_64__)
+  if (g_isa >= Isa::Avx512) return rope_neox_512(x, cos, sin, d);
+#endif
   const int64_t h = d / 2;
   for (int64_t i = 0; i < h; ++i) {
     const float a = x[i], b = x[i + h];

@@ -134,11 +134,10 @@ void DenseDecoder::ffn(Backend& be, int64_t l, const float* xn, float* out, int6
                        const std::string& pfx, const DumpFn* dump) const {
   const int64_t H = config.hidden_size, I = config.intermediate_size;
   const Layer& L = layers_[size_t(l)];
-  // gate ‖ up side by side in one matmul (rows of 2I), then silu(gate)·up in place of gate.
+  // gate ‖ up side by side in one matmul (rows of 2I), then silu(gate)·up into the down projection.
   float* gu = scratch;
   be.matmul_concat(xn, H, {&L.w_gate, &L.w_up}, gu, 2 * I, T);
-  be.swiglu(gu, 2 * I, gu + I, 2 * I, gu, 2 * I, T, I);
-  be.matmul(gu, 2 * I, L.w_down, out, H, T);
+  be.swiglu_matmul(gu, 2 * I, I, L.w_down, out, H, T);
 }
 
 void DenseDecoder::forward(ForwardState& base, const int32_t* ids, int64_t T, float* logits, bool all_logits,

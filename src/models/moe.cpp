@@ -46,8 +46,7 @@ void moe_forward(Backend& be, const Router& r, const MoeWeights& w, const float*
   if (w.has_shared) {
     const int64_t Is = w.shared_width;
     be.matmul_concat(xn, ldx, {&w.shared.gate, &w.shared.up}, g, 2 * Is, T);
-    be.swiglu(g, 2 * Is, g + Is, 2 * Is, g, 2 * Is, T, Is);
-    be.matmul(g, 2 * Is, w.shared.down, y, H, T);
+    be.swiglu_matmul(g, 2 * Is, Is, w.shared.down, y, H, T);
     emit_dump(be, dump, pfx + "shared_out", y, T, H);
     be.add(out, ldo, y, H, T, H);
   }
