@@ -3,10 +3,12 @@
 #pragma once
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -51,7 +53,7 @@ inline std::string sh(const std::string& cmd) {
 }
 
 inline std::string tmp_path(const std::string& tag) {
-  static int counter = 0;
+  static std::atomic<int> counter{0};  // client threads call this concurrently: each must get its own files
   return (std::filesystem::temp_directory_path() /
           ("infer_serve_" + std::to_string(::getpid()) + "_" + tag + "_" + std::to_string(counter++)))
       .string();
@@ -108,6 +110,7 @@ class ServerProcess {
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     pid_ = ::fork();
     if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test that dies must not leave its server holding ctest's pipes
       FILE* f = std::freopen(log_.c_str(), "w", stderr);
       (void)f;
       std::vector<char*> argv;
