@@ -278,6 +278,9 @@ TEST(Cli, BenchJsonHasLlamaBenchFields) {
   EXPECT_LE(jb[0]["weight_bytes_per_token"].get<int64_t>(), jb[0]["model_size"].get<int64_t>());
   EXPECT_NEAR(jb[0]["roofline_ts"].get<double>(),
               jb[0]["mem_read_gbps"].get<double>() * 1e9 / jb[0]["weight_bytes_per_token"].get<double>(), 1e-6);
+  // One probe before each repetition and one after the last; their 512 MiB buffers are not the tests' peak RSS.
+  EXPECT_EQ(jb[0]["mem_read_gbps_samples"].size(), 2u);
+  EXPECT_LT(jb[0]["peak_rss_mib"].get<double>(), 400.0) << "the bandwidth probes' buffers were counted";
   CmdResult bad = run("bench -m " + tiny() + " -p x");
   EXPECT_EQ(bad.code, 1);
   EXPECT_THAT(bad.out, HasSubstr("'x'"));

@@ -4,9 +4,13 @@
 //   pp<N>: one N-token prompt evaluated as a batch from an empty cache;  t/s = N / time
 //   tg<N>: N tokens decoded one at a time from an empty cache;           t/s = N / time
 // Each test runs once as a warm-up, then -r times; the result is mean ± stddev of the per-run t/s.
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -44,8 +48,10 @@ struct BenchArgs {
   bool mem_bw = false;
 };
 
-// Streaming read bandwidth with nt threads (each sums its own slice of a 1 GiB buffer; best of 5), in GB/s: the
-// memory side of the decode roofline, measured in the same run as the tests.
+// Streaming read bandwidth with nt threads: the memory side of the decode roofline. The machine's bandwidth can move
+// from second to second (other tenants of the memory bus), so with --mem-bw a probe runs next to every repetition of
+// every test (before each and after the last), and a test's bandwidth is that of its own probes: their total bytes
+// over their total time (the harmonic mean, the way a decode rate averages over its tokens).
 #if defined(__x86_64__)
 __attribute__((target("avx2"))) uint64_t sum_slice_avx2(const uint64_t* p, size_t n) {
   __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
@@ -69,26 +75,58 @@ uint64_t sum_slice(const uint64_t* p, size_t n) {
   return a ^ b ^ c ^ d;
 }
 
-double read_bandwidth_gbps(int nt) {
-  const size_t bytes = size_t(1) << 30, n = bytes / 8;
-  auto* buf = static_cast<uint64_t*>(std::aligned_alloc(64, bytes));
-  if (!buf) return 0;
+// One probe: nt threads each sum their slice of a fresh 512 MiB buffer (16× the largest L3 we target), 6 passes.
+// Adds the bytes read and the seconds taken to *bytes / *secs. The buffer is freed before returning, so it never
+// shows in the tests' peak RSS (see PeakRss).
+void probe_bandwidth(int nt, double* bytes, double* secs) {
+  const size_t size = size_t(512) << 20, n = size / 8;
+  // On transparent huge pages where the kernel allows it, as the CPU backend keeps its packed weights.
+  auto* buf = static_cast<uint64_t*>(std::aligned_alloc(size_t(2) << 20, size));
+  if (!buf) return;
+  ::madvise(buf, size, MADV_HUGEPAGE);
   for (size_t i = 0; i < n; ++i) buf[i] = i;
-  double best = 0;
+  // The readers are started first and spin until every one is running, then all read at once: threads created on
+  // the spot read markedly slower at first (the CPU they land on is still waking up), which the decode's spinning
+  // thread pool never sees.
   std::vector<uint64_t> sink(static_cast<size_t>(nt));
-  for (int rep = 0; rep < 5; ++rep) {
-    const auto t0 = std::chrono::steady_clock::now();
-    std::vector<std::thread> th;
-    for (int t = 0; t < nt; ++t)
-      th.emplace_back([&, t] { sink[size_t(t)] = sum_slice(buf + n / size_t(nt) * size_t(t), n / size_t(nt)); });
-    for (auto& x : th) x.join();
-    best = std::max(best, double(bytes) / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> th;
+  for (int t = 0; t < nt; ++t)
+    th.emplace_back([&, t] {
+      ready.fetch_add(1);
+      while (!go.load(std::memory_order_acquire)) {
+      }
+      for (int pass = 0; pass < 6; ++pass) sink[size_t(t)] ^= sum_slice(buf + n / size_t(nt) * size_t(t), n / size_t(nt));
+    });
+  while (ready.load() < nt) {
   }
+  const auto t0 = std::chrono::steady_clock::now();
+  go.store(true, std::memory_order_release);
+  for (auto& x : th) x.join();
+  *secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  *bytes += 6.0 * double(size);
   std::free(buf);
   volatile uint64_t keep = sink[0];  // the sums are the loads' only use
   (void)keep;
-  return best / 1e9;
 }
+
+// Peak RSS of the tests, without the bandwidth probes' buffers: the kernel's high-water mark (VmHWM) is read after
+// each repetition and reset after each probe (/proc/self/clear_refs); without probes it is the process's peak.
+struct PeakRss {
+  double mib = 0;
+  static double hwm_mib() {
+    std::ifstream f("/proc/self/status");
+    std::string line;
+    while (std::getline(f, line))
+      if (line.rfind("VmHWM:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;  // kB
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is KiB on Linux
+  }
+  void sample() { mib = std::max(mib, hwm_mib()); }
+  static void reset() { std::ofstream("/proc/self/clear_refs") << "5"; }
+};
 
 std::vector<int> parse_list(const std::string& s, const char* what) {
   std::vector<int> v;
@@ -116,12 +154,6 @@ std::string cpu_model() {
   return "unknown";
 }
 
-double peak_rss_mib() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is KiB on Linux
-}
-
 std::string iso_time() {
   char buf[64];
   const std::time_t t = std::time(nullptr);
@@ -132,6 +164,8 @@ std::string iso_time() {
 struct Record {
   int n_threads, n_prompt, n_gen;
   std::vector<double> ns;  // per repetition
+  double probe_bytes = 0, probe_secs = 0;  // --mem-bw: this test's bandwidth probes
+  std::vector<double> probe_gbps;          // each probe's own rate
 };
 
 // Times one repetition of pp (n_prompt > 0) or tg (n_gen > 0) on a fresh cache.
@@ -171,6 +205,7 @@ int run_bench(const BenchArgs& a) {
   int n_batch = 1;
   for (int p : pps) n_batch = std::max(n_batch, std::min(p, 512));
   std::vector<Record> recs;
+  PeakRss peak;
   std::string backend_name = "cpu";
   std::mt19937 rng(1234);
   for (int t : ths) {
@@ -182,10 +217,24 @@ int run_bench(const BenchArgs& a) {
     infer::Context ctx(model, cp);
     backend_name = infer_context_device(ctx.get());
     const int nt = t > 0 ? t : int(std::thread::hardware_concurrency());
+    auto probe = [&](Record& r) {
+      double b = 0, sec = 0;
+      probe_bandwidth(nt, &b, &sec);
+      r.probe_bytes += b;
+      r.probe_secs += sec;
+      if (sec > 0) r.probe_gbps.push_back(b / sec / 1e9);
+      PeakRss::reset();
+    };
     auto run_test = [&](int p, int g) {
-      Record r{nt, p, g, {}};
+      Record r{nt, p, g, {}, 0, 0, {}};
       run_once(ctx, p, g, vocab, rng);  // warm-up
-      for (int i = 0; i < a.reps; ++i) r.ns.push_back(run_once(ctx, p, g, vocab, rng));
+      peak.sample();
+      for (int i = 0; i < a.reps; ++i) {
+        if (a.mem_bw) probe(r);
+        r.ns.push_back(run_once(ctx, p, g, vocab, rng));
+        peak.sample();
+      }
+      if (a.mem_bw) probe(r);
       recs.push_back(r);
       if (a.output == "md")
         std::fprintf(stderr, "  %s%d, %d threads: done\n", p ? "pp" : "tg", p ? p : g, nt);
@@ -197,12 +246,9 @@ int run_bench(const BenchArgs& a) {
   }
 
   const std::string dtype = "bf16";
-  const double rss = peak_rss_mib();  // before the bandwidth probe's buffer
+  peak.sample();
+  const double rss = peak.mib;
   const int64_t bytes_per_token = model.weight_bytes_per_token();
-  std::vector<double> bw(ths.size(), 0.0);
-  if (a.mem_bw)
-    for (size_t i = 0; i < ths.size(); ++i)
-      bw[i] = read_bandwidth_gbps(ths[i] > 0 ? ths[i] : int(std::thread::hardware_concurrency()));
   json arr = json::array();
   for (const auto& r : recs) {
     const int n = r.n_prompt + r.n_gen;
@@ -252,10 +298,9 @@ int run_bench(const BenchArgs& a) {
     j["peak_rss_mib"] = rss;
     j["weight_bytes_per_token"] = bytes_per_token;
     if (a.mem_bw) {
-      double gbps = 0;
-      for (size_t i = 0; i < ths.size(); ++i)
-        if ((ths[i] > 0 ? ths[i] : int(std::thread::hardware_concurrency())) == r.n_threads) gbps = bw[i];
+      const double gbps = r.probe_secs > 0 ? r.probe_bytes / r.probe_secs / 1e9 : 0.0;
       j["mem_read_gbps"] = gbps;
+      j["mem_read_gbps_samples"] = r.probe_gbps;
       // Decode roofline: every weight byte a token needs, read once at the measured bandwidth.
       if (r.n_gen > 0) j["roofline_ts"] = gbps * 1e9 / double(bytes_per_token);
     }
@@ -295,9 +340,19 @@ int run_bench(const BenchArgs& a) {
       }
       std::printf("\n");
     }
-    if (a.mem_bw)
-      std::printf("\nread bandwidth %.1f GB/s, %.3f GB of weights read per token\n", arr.empty() ? 0.0 :
-                  arr[0]["mem_read_gbps"].get<double>(), double(bytes_per_token) / 1e9);
+    if (a.mem_bw) {
+      std::printf("\n%.3f GB of weights read per token; read bandwidth (%d-thread probes next to each repetition):\n",
+                  double(bytes_per_token) / 1e9, arr.empty() ? 0 : arr[0]["n_threads"].get<int>());
+      for (const auto& j : arr) {
+        const auto& smp = j["mem_read_gbps_samples"];
+        double lo = 1e300, hi = 0;
+        for (const auto& v : smp) lo = std::min(lo, v.get<double>()), hi = std::max(hi, v.get<double>());
+        const int p = j["n_prompt"], g = j["n_gen"];
+        std::printf("  %s%d, %d threads: %.1f GB/s (%zu probes, %.1f-%.1f)\n", p ? "pp" : "tg", p ? p : g,
+                    j["n_threads"].get<int>(), j["mem_read_gbps"].get<double>(), smp.size(), smp.empty() ? 0.0 : lo,
+                    hi);
+      }
+    }
     std::printf("\nbuild: %s, peak RSS %.0f MiB\n", INFER_GIT_COMMIT, rss);
   }
   return 0;
@@ -316,8 +371,8 @@ CLI::App* add_bench_command(CLI::App& app, std::function<int()>* run) {
   b->add_option("-o,--output", a->output, "Output format: md, json or csv")->capture_default_str();
   b->add_option("--device", a->device, "cpu or cuda")->capture_default_str();
   b->add_flag("--mem-bw", a->mem_bw,
-              "Also measure memory read bandwidth with each thread count (1 GiB buffer) and report the decode "
-              "roofline: bandwidth / weight bytes read per token");
+              "Also measure memory read bandwidth (a 512 MiB streaming read with the test's thread count, next to "
+              "every repetition) and report the decode roofline: bandwidth / weight bytes read per token");
   *run = [a] { return run_bench(*a); };
   return b;
 }
