@@ -4,7 +4,8 @@
 // gate/up become one matmul) in panels of kPanel = 48 output columns. Within a panel, for each pair of inputs
 // (2i, 2i+1), the 48 columns' weights follow each other as 32-bit words (low half W[n, 2i], high half W[n, 2i+1]):
 // one 64-byte vector holds 16 columns' pairs, which is what AVX512-BF16's vdpbf16ps multiplies and adds, and which
-// a shift (even k) and a mask (odd k) widen to fp32. Columns past n and the odd k's missing partner are zero.
+// a shift (even k) and a mask (odd k) widen to fp32. The last panel is only as wide as the remaining columns rounded
+// up to 16 (16, 32 or 48: no padding streamed in decode); its columns past n and the odd k's missing partner are zero.
 //
 // Kernels (y[t, n] = Σ_k x[t, k] · W[n, k], fp32 out):
 //   - fp32 activations (precision fp32, and every T = 1 decode step): weights widened in registers, fp32 FMA,
