@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "common.h"
@@ -305,43 +306,46 @@ T512 void item_512(const ItemArgs& a, float* S, float* O) {
 using ItemFn = void (*)(const ItemArgs&, float*, float*);
 using KtFn = void (*)(const float* const*, int64_t, float*);
 
+// make(std::integral_constant<int, NC>{}) for head size d = 16·NC (NC ≤ 8) where the AVX-512 path runs; else fallback.
+template <typename R, typename Make>
+R for_head_size(int64_t d, R fallback, Make&& make) {
+#if defined(__x86_64__)
+  if (active_isa() >= Isa::Avx512 && d % 16 == 0) {
+    switch (d / 16) {
+      case 1: return make(std::integral_constant<int, 1>{});
+      case 2: return make(std::integral_constant<int, 2>{});
+      case 3: return make(std::integral_constant<int, 3>{});
+      case 4: return make(std::integral_constant<int, 4>{});
+      case 5: return make(std::integral_constant<int, 5>{});
+      case 6: return make(std::integral_constant<int, 6>{});
+      case 7: return make(std::integral_constant<int, 7>{});
+      case 8: return make(std::integral_constant<int, 8>{});
+      default: break;
+    }
+  }
+#else
+  (void)d;
+  (void)make;
+#endif
+  return fallback;
+}
+
+// The attention item kernel for head size d.
+ItemFn pick(int64_t d) {
+#if defined(__x86_64__)
+  return for_head_size<ItemFn>(d, item_scalar, [](auto nc) -> ItemFn { return item_512<decltype(nc)::value>; });
+#else
+  return for_head_size<ItemFn>(d, item_scalar, [](auto) -> ItemFn { return nullptr; });
+#endif
+}
+
 // The key-block transpose for head size d, where item_512 scores through transposed blocks; else null.
 KtFn pick_kt(int64_t d) {
 #if defined(__x86_64__)
-  if (active_isa() >= Isa::Avx512 && d % 16 == 0) {
-    switch (d / 16) {
-      case 1: return transpose_key_block<1>;
-      case 2: return transpose_key_block<2>;
-      case 3: return transpose_key_block<3>;
-      case 4: return transpose_key_block<4>;
-      case 5: return transpose_key_block<5>;
-      case 6: return transpose_key_block<6>;
-      case 7: return transpose_key_block<7>;
-      case 8: return transpose_key_block<8>;
-      default: break;
-    }
-  }
+  return for_head_size<KtFn>(d, nullptr, [](auto nc) -> KtFn { return transpose_key_block<decltype(nc)::value>; });
+#else
+  return for_head_size<KtFn>(d, nullptr, [](auto) -> KtFn { return nullptr; });
 #endif
-  return nullptr;
-}
-
-ItemFn pick(int64_t d) {
-#if defined(__x86_64__)
-  if (active_isa() >= Isa::Avx512 && d % 16 == 0) {
-    switch (d / 16) {
-      case 1: return item_512<1>;
-      case 2: return item_512<2>;
-      case 3: return item_512<3>;
-      case 4: return item_512<4>;
-      case 5: return item_512<5>;
-      case 6: return item_512<6>;
-      case 7: return item_512<7>;
-      case 8: return item_512<8>;
-      default: break;
-    }
-  }
-#endif
-  return item_scalar;
 }
 
 }  // namespace
@@ -374,10 +378,10 @@ void attention(ThreadPool& pool, const float* q, int64_t ldq, const float* kc, c
   // block once up front (threads split the blocks) instead of once per row block in the items.
   const float* kt_all = nullptr;
   int64_t kt_blocks = 0;
-#if defined(__x86_64__)
   {
     const int64_t row_blocks = n_seqs == 1 ? (seqs[0].n + rows_per_item - 1) / rows_per_item : 0;
-    KtFn tfn = n_seqs == 1 && !seqs[0].blocks && row_blocks >= 2 && rows_per_item * heads_per_item >= 8 ? pick_kt(d) : nullptr;
+    const bool shared = n_seqs == 1 && !seqs[0].blocks && row_blocks >= 2 && rows_per_item * heads_per_item >= 8;
+    const KtFn tfn = shared ? pick_kt(d) : nullptr;
     if (tfn) {
       const int64_t nkeys = seqs[0].pos0 + seqs[0].n;
       kt_blocks = (nkeys + kKeyBlock - 1) / kKeyBlock;
@@ -405,7 +409,6 @@ void attention(ThreadPool& pool, const float* q, int64_t ldq, const float* kc, c
       kt_all = kt;
     }
   }
-#endif
   auto run_item = [&](int64_t item, float* S, float* O) {
     int64_t s = 0;
     while (item >= item0[size_t(s) + 1]) ++s;
