@@ -52,6 +52,37 @@ __device__ __forceinline__ float block_reduce_max(float v) {
   return warp_reduce_max(lane < nwarps ? partial[lane] : -INFINITY);
 }
 
+// Sums acc[r] over the warp for each of R rows (R a power of two <= 32), as the GEMVs need after each lane has
+// dotted its slice of R weight rows. Each step halves the values per lane: a lane keeps half of the rows and
+// receives its partner's partial sums of them. Returns the sum of row warp_reduced_row<R>(lane) (the same on all
+// lanes 32 / R apart).
+template <int R>
+__device__ __forceinline__ float warp_reduce_rows(float (&acc)[R], unsigned lane) {
+#pragma unroll
+  for (int step = 0; (R >> (step + 1)) > 0; ++step) {
+    const int n = R >> (step + 1), offset = 16 >> step;  // constants once unrolled
+    const bool upper = (lane & unsigned(offset)) != 0;
+#pragma unroll
+    for (int i = 0; i < n; ++i) {
+      const float send = upper ? acc[i] : acc[i + n];
+      const float keep = upper ? acc[i + n] : acc[i];
+      acc[i] = keep + __shfl_xor_sync(0xffffffffu, send, offset);
+    }
+  }
+  float v = acc[0];
+#pragma unroll
+  for (int offset = 16 / R; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+template <int R>
+__device__ __forceinline__ int warp_reduced_row(unsigned lane) {
+  int row = 0;
+#pragma unroll
+  for (int step = 0; (R >> (step + 1)) > 0; ++step)
+    if (lane & unsigned(16 >> step)) row += R >> (step + 1);
+  return row;
+}
+
 }  // namespace infer
 
 // Launches `kernel` on (grid, block) with smem_bytes of dynamic shared memory: <<<>>> under nvcc

@@ -39,32 +39,6 @@ constexpr int kQBlock = kFp8QBlock;
 constexpr int kVWarps = 4;
 constexpr int kVRows = 4;  // output rows per warp (share the x loads; four 16-byte weight loads in flight)
 
-// Sums acc[r] over the warp for each of the kVRows rows (as gemv.cu): returns the sum of row reduced_row(lane).
-__device__ __forceinline__ float warp_reduce_rows4(float (&acc)[kVRows], unsigned lane) {
-#pragma unroll
-  for (int step = 0; (kVRows >> (step + 1)) > 0; ++step) {
-    const int n = kVRows >> (step + 1), offset = 16 >> step;
-    const bool upper = (lane & unsigned(offset)) != 0;
-#pragma unroll
-    for (int i = 0; i < n; ++i) {
-      const float send = upper ? acc[i] : acc[i + n];
-      const float keep = upper ? acc[i + n] : acc[i];
-      acc[i] = keep + __shfl_xor_sync(0xffffffffu, send, offset);
-    }
-  }
-  float v = acc[0];
-#pragma unroll
-  for (int offset = 16 / kVRows; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-__device__ __forceinline__ int reduced_row4(unsigned lane) {
-  int row = 0;
-#pragma unroll
-  for (int step = 0; (kVRows >> (step + 1)) > 0; ++step)
-    if (lane & unsigned(16 >> step)) row += kVRows >> (step + 1);
-  return row;
-}
-
 // w: (N, ldw) e4m3; sw: (scale rows, KB); x: (K,) fp32 (16-byte aligned when kVecX); y: (N,).
 // grid ceil(N / 16); block 128. Lanes stride over the 16-byte chunks of 4 rows; each chunk lies in one K block.
 template <bool kVecX>
@@ -103,8 +77,8 @@ __global__ void __launch_bounds__(kVWarps * 32)
 #pragma unroll
     for (int r = 0; r < kVRows; ++r) acc[r] = fmaf(e4m3x16_dot_scaled(rows[r][c], xs), sw[srow[r] + kb], acc[r]);
   }
-  const float v = warp_reduce_rows4(acc, unsigned(lane));
-  const int r = reduced_row4(unsigned(lane));
+  const float v = warp_reduce_rows<kVRows>(acc, unsigned(lane));
+  const int r = warp_reduced_row<kVRows>(unsigned(lane));
   if (lane % (32 / kVRows) == 0 && n0 + r < N) y[n0 + r] = v * 256.0f;  // the weights carried 2^-8
 }
 

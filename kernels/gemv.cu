@@ -18,34 +18,6 @@ constexpr int kGemvRows = 4;  // output rows per warp (a power of two <= 32)
 namespace {
 __device__ __forceinline__ float to_f32(float v) { return v; }
 __device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-// Sums acc[r] over the warp for each of the kGemvRows rows. Each step halves the values per lane: a lane keeps
-// half of the rows and receives its partner's partial sums of them. Returns the sum of row
-// gemv_reduced_row(lane) (the same on all lanes 32 / kGemvRows apart).
-__device__ __forceinline__ float warp_reduce_rows(float (&acc)[kGemvRows], unsigned lane) {
-#pragma unroll
-  for (int step = 0; (kGemvRows >> (step + 1)) > 0; ++step) {
-    const int n = kGemvRows >> (step + 1), offset = 16 >> step;  // constants once unrolled
-    const bool upper = (lane & unsigned(offset)) != 0;
-#pragma unroll
-    for (int i = 0; i < n; ++i) {
-      const float send = upper ? acc[i] : acc[i + n];
-      const float keep = upper ? acc[i + n] : acc[i];
-      acc[i] = keep + __shfl_xor_sync(0xffffffffu, send, offset);
-    }
-  }
-  float v = acc[0];
-#pragma unroll
-  for (int offset = 16 / kGemvRows; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-__device__ __forceinline__ int gemv_reduced_row(unsigned lane) {
-  int row = 0;
-#pragma unroll
-  for (int step = 0; (kGemvRows >> (step + 1)) > 0; ++step)
-    if (lane & unsigned(16 >> step)) row += kGemvRows >> (step + 1);
-  return row;
-}
 }  // namespace
 
 // w: (N, K); x: (K,); y: (N,). grid ceil(N / (kGemvWarps * kGemvRows)).
@@ -99,8 +71,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
         if (n0 + r < N) acc[r] = fmaf(to_f32(w[int64_t(n0 + r) * K + k]), xk, acc[r]);
     }
   }
-  const float v = warp_reduce_rows(acc, unsigned(lane));
-  const int r = gemv_reduced_row(unsigned(lane));
+  const float v = warp_reduce_rows<kGemvRows>(acc, unsigned(lane));
+  const int r = warp_reduced_row<kGemvRows>(unsigned(lane));
   if (lane % (32 / kGemvRows) == 0 && n0 + r < N) y[n0 + r] = v;
 }
 
