@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "fixtures.h"
+#include "simt_backend_util.h"
 
 #include <cmath>
 #include <cstring>
@@ -43,17 +44,8 @@ constexpr float kFastTol = 0.25f;
 
 const char* kModels[] = {"qwen3_tied_gqa2", "qwen3_untied_gqa1", "qwen3_gqa4_hd", "qwen3_yarn"};
 
-struct Fixture {
-  std::unique_ptr<Transformer> model;
-  std::unique_ptr<SafeTensors> ref;
-};
-
-Fixture load(const std::string& name) {
-  Fixture f;
-  f.model = Transformer::load(model_dir(name), LoadOptions{}, false);
-  f.ref = SafeTensors::open_file(model_dir(name) + "/reference.safetensors");
-  return f;
-}
+using Fixture = SimtFixture;
+Fixture load(const std::string& name) { return load_fixture(name); }
 
 std::unique_ptr<CudaBackend> cuda(CudaPrecision p, bool graphs = true) {
   CudaOptions o;
@@ -62,19 +54,7 @@ std::unique_ptr<CudaBackend> cuda(CudaPrecision p, bool graphs = true) {
   return std::make_unique<CudaBackend>(o);
 }
 
-float max_diff(const float* a, const float* b, size_t n) {
-  float w = 0;
-  for (size_t i = 0; i < n; ++i) w = std::max(w, std::isnan(a[i] - b[i]) ? INFINITY : std::fabs(a[i] - b[i]));
-  return w;
-}
-
 // ------------------------------------------------------------------ device errors
-
-struct FakeDeviceScope {
-  cuda_shim::FakeDevice saved = cuda_shim::fake_device();
-  explicit FakeDeviceScope(const cuda_shim::FakeDevice& d) { cuda_shim::set_fake_device(d); }
-  ~FakeDeviceScope() { cuda_shim::set_fake_device(saved); }
-};
 
 void expect_unsupported(const cuda_shim::FakeDevice& d, int device, const std::string& needle) {
   FakeDeviceScope scope(d);

@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "fixtures.h"
+#include "simt_backend_util.h"
 
 #include <cmath>
 #include <cstring>
@@ -44,15 +45,46 @@ constexpr double kW8a8MeanTol = 0.4;
 constexpr float kW8a8MaxTol = 2.0f;
 const char* kModel = "qwen3_fp8";
 
-struct Fixture {
-  std::unique_ptr<Transformer> model;
-  std::unique_ptr<SafeTensors> ref;
+using Fixture = SimtFixture;
+Fixture load() { return load_fixture(kModel); }
+
+// Logits of a prefill of ids[0, t0) (all rows) then single-token decode steps to the end; decode step t runs as
+// around(t, run) (run() evaluates the token), so a test can observe exactly the step.
+template <typename Around>
+std::vector<float> prefill_then_decode(Session& ctx, const std::vector<int32_t>& ids, int64_t V, int64_t t0,
+                                       Around&& around) {
+  const int64_t T = int64_t(ids.size());
+  std::vector<float> got(size_t(T * V));
+  ctx.eval(ids.data(), t0, true);
+  std::copy(ctx.logits(), ctx.logits() + t0 * V, got.begin());
+  for (int64_t t = t0; t < T; ++t) {
+    around(t, [&] { ctx.eval(&ids[size_t(t)], 1, false); });
+    std::copy(ctx.logits(), ctx.logits() + V, got.begin() + t * V);
+  }
+  return got;
+}
+
+// How far T rows of V logits are from the reference: mean and max |dlogit|, rows whose top-1 agrees (printed).
+struct LogitStats {
+  double mean = 0;
+  float worst = 0;
+  int agree = 0;
 };
-Fixture load() {
-  Fixture f;
-  f.model = Transformer::load(model_dir(kModel), LoadOptions{}, false);
-  f.ref = SafeTensors::open_file(model_dir(kModel) + "/reference.safetensors");
-  return f;
+LogitStats compare_logits(const std::vector<float>& got, const std::vector<float>& want, int64_t T, int64_t V,
+                          const std::string& label) {
+  LogitStats st;
+  double sum = 0;
+  for (int64_t t = 0; t < T; ++t) {
+    const float* g = got.data() + t * V;
+    const float* w = want.data() + t * V;
+    for (int64_t v = 0; v < V; ++v) sum += std::fabs(double(g[v]) - w[v]);
+    st.worst = std::max(st.worst, max_diff(g, w, size_t(V)));
+    st.agree += argmax(g, int32_t(V)) == argmax(w, int32_t(V));
+  }
+  st.mean = sum / double(T * V);
+  std::printf("[%s] w8a8 prefill + decode vs HF fp32: mean |dlogit| %.3g, max %.3g, top-1 agrees at %d/%lld\n",
+              label.c_str(), st.mean, st.worst, st.agree, static_cast<long long>(T));
+  return st;
 }
 
 std::unique_ptr<CudaBackend> cuda(CudaFp8Mma path, bool graphs = true) {
@@ -61,23 +93,6 @@ std::unique_ptr<CudaBackend> cuda(CudaFp8Mma path, bool graphs = true) {
   o.graphs = graphs;
   return std::make_unique<CudaBackend>(o);
 }
-
-float max_diff(const float* a, const float* b, size_t n) {
-  float w = 0;
-  for (size_t i = 0; i < n; ++i) w = std::max(w, std::isnan(a[i] - b[i]) ? INFINITY : std::fabs(a[i] - b[i]));
-  return w;
-}
-
-struct FakeDeviceScope {
-  cuda_shim::FakeDevice saved = cuda_shim::fake_device();
-  explicit FakeDeviceScope(int major, int minor) {
-    cuda_shim::FakeDevice d = saved;
-    d.major = major;
-    d.minor = minor;
-    cuda_shim::set_fake_device(d);
-  }
-  ~FakeDeviceScope() { cuda_shim::set_fake_device(saved); }
-};
 
 // ------------------------------------------------------------------ path selection
 
@@ -150,13 +165,7 @@ TEST_P(SimtFp8Parity, PrefillThenDecodeMatchHF) {
   auto backend = cuda(GetParam());
   CudaBackend* be = backend.get();
   Session ctx(*f.model, 64, std::move(backend), 64);
-  std::vector<float> got(size_t(T * V));
-  ctx.eval(ids.data(), t0, true);
-  std::copy(ctx.logits(), ctx.logits() + t0 * V, got.begin());
-  for (int64_t t = t0; t < T; ++t) {
-    ctx.eval(&ids[size_t(t)], 1, false);
-    std::copy(ctx.logits(), ctx.logits() + V, got.begin() + t * V);
-  }
+  const std::vector<float> got = prefill_then_decode(ctx, ids, V, t0, [](int64_t, auto&& run) { run(); });
   EXPECT_EQ(be->fp8_mma(), GetParam() == CudaFp8Mma::kFp8);
   int n_fp8 = 0;
   EXPECT_EQ(be->stats().weight_bytes, expected_device_bytes(&n_fp8));
@@ -166,23 +175,11 @@ TEST_P(SimtFp8Parity, PrefillThenDecodeMatchHF) {
   EXPECT_EQ(be->stats().fp8_gemv_calls, n_fp8 * 2);
   EXPECT_EQ(be->stats().graph_replays, T - t0 - 1);
 
-  double sum = 0;
-  float worst = 0;
-  int agree = 0;
-  for (int64_t t = 0; t < T; ++t) {
-    const float* g = got.data() + t * V;
-    const float* w = want.data() + t * V;
-    for (int64_t v = 0; v < V; ++v) sum += std::fabs(double(g[v]) - w[v]);
-    worst = std::max(worst, max_diff(g, w, size_t(V)));
-    agree += argmax(g, int32_t(V)) == argmax(w, int32_t(V));
-  }
-  const double mean = sum / double(T * V);
-  std::printf("[%s] w8a8 prefill + decode vs HF fp32: mean |dlogit| %.3g, max %.3g, top-1 agrees at %d/%lld\n",
-              path_name({GetParam(), 0}).c_str(), mean, worst, agree, static_cast<long long>(T));
-  EXPECT_LE(mean, kW8a8MeanTol);
-  EXPECT_LE(worst, kW8a8MaxTol);
-  EXPECT_GE(agree, 18);
-  EXPECT_GT(mean, 1e-3) << "w8a8 cannot be as close to fp32 as w8a16: are the activations quantised?";
+  const LogitStats st = compare_logits(got, want, T, V, path_name({GetParam(), 0}));
+  EXPECT_LE(st.mean, kW8a8MeanTol);
+  EXPECT_LE(st.worst, kW8a8MaxTol);
+  EXPECT_GE(st.agree, 18);
+  EXPECT_GT(st.mean, 1e-3) << "w8a8 cannot be as close to fp32 as w8a16: are the activations quantised?";
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, SimtFp8Parity, ::testing::Values(CudaFp8Mma::kFp8, CudaFp8Mma::kBf16), path_name);
@@ -248,47 +245,30 @@ std::string moe_param_name(const ::testing::TestParamInfo<MoeParam>& info) {
 // sync in the MoE layers), then 4 decode steps (FP8 GEMV and decode expert kernels, graph replays) against HF.
 TEST_P(SimtFp8MoeParity, PrefillThenDecodeMatchHF) {
   const MoeParam p = GetParam();
-  auto m = Transformer::load(model_dir(p.f.model), LoadOptions{}, false);
-  auto ref = SafeTensors::open_file(model_dir(p.f.model) + "/reference.safetensors");
-  const auto ids = read_vec<int32_t>(*ref, "prompt_ids");
-  const auto want = read_vec<float>(*ref, "logits");
-  const int64_t V = m->vocab_size(), T = int64_t(ids.size()), t0 = 20;
+  Fixture f = load_fixture(p.f.model);
+  const auto ids = read_vec<int32_t>(*f.ref, "prompt_ids");
+  const auto want = read_vec<float>(*f.ref, "logits");
+  const int64_t V = f.model->vocab_size(), T = int64_t(ids.size()), t0 = 20;
   ASSERT_EQ(T, 24);
   auto backend = cuda(p.path);
   CudaBackend* be = backend.get();
-  Session ctx(*m, 64, std::move(backend), 64);
-  std::vector<float> got(size_t(T * V));
-  ctx.eval(ids.data(), t0, true);
-  std::copy(ctx.logits(), ctx.logits() + t0 * V, got.begin());
-  for (int64_t t = t0; t < T; ++t) {
+  Session ctx(*f.model, 64, std::move(backend), 64);
+  const std::vector<float> got = prefill_then_decode(ctx, ids, V, t0, [&](int64_t t, auto&& run) {
     const uint64_t syncs = cuda_shim::stats().host_syncs;
-    ctx.eval(&ids[size_t(t)], 1, false);
+    run();
     if (t > t0 + 1) EXPECT_EQ(cuda_shim::stats().host_syncs - syncs, 1u) << "a replayed decode step synchronised twice";
-    std::copy(ctx.logits(), ctx.logits() + V, got.begin() + t * V);
-  }
+  });
   EXPECT_EQ(be->fp8_mma(), p.path == CudaFp8Mma::kFp8);
   EXPECT_EQ(be->stats().moe_grouped_layers, p.f.moe_layers);    // the prefill, grouped
   EXPECT_EQ(be->stats().moe_per_expert_layers, 0);
   EXPECT_EQ(be->stats().moe_decode_layers, 2 * p.f.moe_layers);  // decode: eager, capture (then replays)
   EXPECT_EQ(be->stats().graph_replays, T - t0 - 1);
 
-  double sum = 0;
-  float worst = 0;
-  int agree = 0;
-  for (int64_t t = 0; t < T; ++t) {
-    const float* g = got.data() + t * V;
-    const float* w = want.data() + t * V;
-    for (int64_t v = 0; v < V; ++v) sum += std::fabs(double(g[v]) - w[v]);
-    worst = std::max(worst, max_diff(g, w, size_t(V)));
-    agree += argmax(g, int32_t(V)) == argmax(w, int32_t(V));
-  }
-  const double mean = sum / double(T * V);
-  std::printf("[%s] w8a8 prefill + decode vs HF fp32: mean |dlogit| %.3g, max %.3g, top-1 agrees at %d/%lld\n",
-              moe_param_name({p, 0}).c_str(), mean, worst, agree, static_cast<long long>(T));
-  EXPECT_LE(mean, kMoeW8a8MeanTol);
-  EXPECT_LE(worst, kMoeW8a8MaxTol);
-  EXPECT_GE(agree, 17);
-  EXPECT_GT(mean, 1e-3) << "w8a8 cannot be as close to fp32 as w8a16: are the activations quantised?";
+  const LogitStats st = compare_logits(got, want, T, V, moe_param_name({p, 0}));
+  EXPECT_LE(st.mean, kMoeW8a8MeanTol);
+  EXPECT_LE(st.worst, kMoeW8a8MaxTol);
+  EXPECT_GE(st.agree, 17);
+  EXPECT_GT(st.mean, 1e-3) << "w8a8 cannot be as close to fp32 as w8a16: are the activations quantised?";
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, SimtFp8MoeParity,
