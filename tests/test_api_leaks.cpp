@@ -17,14 +17,6 @@
 
 #include "infer/infer.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define INFER_TEST_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define INFER_TEST_ASAN 1
-#endif
 #if defined(INFER_TEST_ASAN)
 #include <sanitizer/lsan_interface.h>
 #endif

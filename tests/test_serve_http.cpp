@@ -17,15 +17,6 @@
 
 using namespace infer::servetest;
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define INFER_TEST_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define INFER_TEST_ASAN 1
-#endif
-
 namespace {
 
 std::string chat_body(const std::string& user, int max_tokens, const json& extra = json::object()) {
