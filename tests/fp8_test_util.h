@@ -17,6 +17,7 @@
 #include "cpu/ops_fp8.h"
 #include "dtype.h"
 #include "kernels/kernels.h"
+#include "simt_test_util.h"
 
 namespace infer::fp8test {
 
@@ -79,13 +80,7 @@ inline Quant quant_ref(const float* x, int64_t ldx, int64_t M, int64_t K) {
   return r;
 }
 
-inline std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using testutil::randn;  // simt_test_util.h
 
 // Activations with a realistic spread: a few large "outlier" channels, some rows scaled up, one all-zero block.
 inline std::vector<float> activations(int64_t M, int64_t K, int64_t ldx, uint32_t seed) {
