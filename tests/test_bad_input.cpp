@@ -18,33 +18,19 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "cli_test_util.h"
+
 using ::testing::HasSubstr;
 using ::testing::Not;
 namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
+using infer::testutil::CmdResult;
+using infer::testutil::run_infer;
 
 namespace {
 
-struct CmdResult {
-  int code;         // exit status, or 128 + signal
-  bool signaled;
-  std::string out;  // stdout + stderr
-};
-
 // Runs `infer ARGS` through the shell (so ARGS may redirect stdin), capturing stdout and stderr.
-CmdResult run(const std::string& args) {
-  const std::string cmd = std::string(INFER_BIN) + " " + args + " 2>&1";
-  CmdResult r{-1, false, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.signaled = WIFSIGNALED(st);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
+CmdResult run(const std::string& args) { return run_infer(args); }
 
 // The common expectations of every bad-input case: a clean error exit with `message` in the output.
 void expect_clean_error(const CmdResult& r, const std::string& message) {

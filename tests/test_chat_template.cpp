@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "chat_template.h"
+#include "cli_test_util.h"
 #include "common.h"
 #include "infer/infer.hpp"
 #include "jinja.h"
@@ -812,22 +813,10 @@ TEST(ChatApi, RenderWithModel) {
 
 namespace {
 
-struct CmdResult {
-  int code = -1;
-  std::string out;
-};
+using infer::testutil::CmdResult;
 
-CmdResult run_cli(const std::string& args) {
-  CmdResult r;
-  FILE* p = popen((std::string(INFER_BIN) + " " + args).c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
+// `infer ARGS`, stdout only unless ARGS redirect stderr themselves.
+CmdResult run_cli(const std::string& args) { return infer::testutil::run_shell(std::string(INFER_BIN) + " " + args); }
 
 }  // namespace
 

@@ -10,35 +10,20 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "cli_test_util.h"
 #include "safetensors.h"
 
 using ::testing::HasSubstr;
+using infer::testutil::CmdResult;
+using infer::testutil::run_infer;
+using infer::testutil::run_infer_stdout;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct CmdResult {
-  int code;
-  std::string out;  // stdout + stderr
-};
-
-CmdResult run(const std::string& args) {
-  const std::string cmd = std::string(INFER_BIN) + " " + args + " 2>&1";
-  CmdResult r{-1, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
-
+CmdResult run(const std::string& args) { return run_infer(args); }
 // stdout only (stderr dropped), for JSON output.
-CmdResult run_stdout(const std::string& args) {
-  return run(args + " 2>/dev/null");
-}
+CmdResult run_stdout(const std::string& args) { return run_infer_stdout(args); }
 
 std::string tiny(const std::string& name = "qwen3_tied_gqa2") { return std::string(INFER_TEST_DATA) + "/models/" + name; }
 std::string demo() { return std::string(INFER_MODELS_DIR) + "/qwen3-tiny-random"; }

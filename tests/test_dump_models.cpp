@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "cli_test_util.h"
 #include "fixtures.h"
 
 #include <array>
@@ -98,16 +99,9 @@ INSTANTIATE_TEST_SUITE_P(Tiny, DumpModels, ::testing::ValuesIn(kCases),
 // The CLI subcommand on a DeepSeek fixture.
 TEST(DumpCli, DeepseekRouterChoices) {
   const fs::path out = fs::temp_directory_path() / ("infer_dump_cli_" + std::to_string(::getpid()) + ".safetensors");
-  const std::string cmd =
-      std::string(INFER_BIN) + " dump -m " + model_dir("dsv3_qlora_yarn") + " --ids 5,6,7,8 -o " + out.string() + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::array<char, 4096> buf;
-  std::string text;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) text.append(buf.data(), n);
-  const int st = pclose(p);
-  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << text;
+  const testutil::CmdResult r =
+      testutil::run_infer("dump -m " + model_dir("dsv3_qlora_yarn") + " --ids 5,6,7,8 -o " + out.string());
+  ASSERT_TRUE(!r.signaled && r.code == 0) << r.out;
   auto d = SafeTensors::open_file(out.string());
   EXPECT_EQ(d->get("layers.1.router_topk").shape, (std::vector<int64_t>{4, 4}));
   EXPECT_EQ(d->get("layers.0.kv_latent").shape, (std::vector<int64_t>{4, 40}));
