@@ -54,4 +54,21 @@ __device__ __forceinline__ float e4m3x16_dot_scaled(const uint4& raw, const floa
   return d;
 }
 
+// The 16 activations x[16c .. 16c + 16) that meet chunk c of an e4m3 weight row, zero past K: four float4 loads when
+// kVec (x 16-byte aligned) and the chunk is whole, else one guarded load each.
+template <bool kVec>
+__device__ __forceinline__ void load_x_chunk16(dev_ptr<const float> x, int c, int K, float (&xs)[16]) {
+  if (kVec && c * 16 + 16 <= K) {
+    dev_ptr<const float4> xv = dev_ptr_cast<const float4>(x);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float4 v = xv[c * 4 + q];
+      xs[4 * q] = v.x, xs[4 * q + 1] = v.y, xs[4 * q + 2] = v.z, xs[4 * q + 3] = v.w;
+    }
+  } else {
+#pragma unroll
+    for (int q = 0; q < 16; ++q) xs[q] = c * 16 + q < K ? x[c * 16 + q] : 0.0f;
+  }
+}
+
 }  // namespace infer

@@ -62,17 +62,7 @@ __global__ void __launch_bounds__(kVWarps * 32)
 #pragma unroll 2
   for (int c = lane; c < chunks; c += 32) {
     float xs[16];
-    if (kVecX && c * 16 + 16 <= K) {
-      dev_ptr<const float4> xv = dev_ptr_cast<const float4>(x);
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const float4 v = xv[c * 4 + q];
-        xs[4 * q] = v.x, xs[4 * q + 1] = v.y, xs[4 * q + 2] = v.z, xs[4 * q + 3] = v.w;
-      }
-    } else {
-#pragma unroll
-      for (int q = 0; q < 16; ++q) xs[q] = c * 16 + q < K ? x[c * 16 + q] : 0.0f;
-    }
+    load_x_chunk16<kVecX>(x, c, K, xs);
     const int kb = c / 8;  // 8 chunks per scale block
 #pragma unroll
     for (int r = 0; r < kVRows; ++r) acc[r] = fmaf(e4m3x16_dot_scaled(rows[r][c], xs), sw[srow[r] + kb], acc[r]);

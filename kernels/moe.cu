@@ -334,17 +334,7 @@ __device__ __forceinline__ float expert_row_dot(const MoeWeightPtr& m, int64_t r
     // note: not unrolled: with two chunks in flight sm_90 spills the down kernel (4 bytes at 56 registers)
     for (int c = lane; c < chunks; c += 32) {
       float xs[16];
-      if (kVec && c * 16 + 16 <= K) {
-        dev_ptr<const float4> xv = dev_ptr_cast<const float4>(x);
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const float4 v = xv[c * 4 + q];
-          xs[4 * q] = v.x, xs[4 * q + 1] = v.y, xs[4 * q + 2] = v.z, xs[4 * q + 3] = v.w;
-        }
-      } else {
-#pragma unroll
-        for (int q = 0; q < 16; ++q) xs[q] = c * 16 + q < K ? x[c * 16 + q] : 0.0f;
-      }
+      load_x_chunk16<kVec>(x, c, K, xs);
       a = fmaf(e4m3x16_dot_scaled(wr[c], xs), sr[c / 8], a);  // 8 chunks per scale block
     }
     return a;
