@@ -34,23 +34,16 @@ void CpuBackend::embed(const TensorInfo& table, const int32_t* ids, int64_t T, f
   for (int64_t t = 0; t < T; ++t) cpu::row_to_f32(table.data + size_t(ids[t]) * H * esz, table.dtype, out + t * ldo, H);
 }
 
-template <typename F>
-void CpuBackend::rows_parallel(int64_t T, int64_t per_row, F&& fn) {
-  const int64_t grain = std::max<int64_t>(1, cpu::min_parallel_work() / std::max<int64_t>(1, per_row));
-  if (T <= grain) return fn(int64_t(0), T);
-  pool_.parallel_for(T, grain, [&](int, int64_t b, int64_t e) { fn(b, e); });
-}
-
 void CpuBackend::rmsnorm(const float* x, int64_t ldx, const TensorInfo& w, float* out, int64_t ldo, int64_t T,
                          int64_t n, float eps) {
-  rows_parallel(T, 4 * n, [&](int64_t b, int64_t e) {
+  cpu::parallel_rows(pool_, T, 4 * n, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) cpu::rmsnorm(x + t * ldx, w.data, w.dtype, out + t * ldo, n, eps);
   });
 }
 
 void CpuBackend::add_rmsnorm(float* x, int64_t ldx, const float* y, int64_t ldy, const TensorInfo& w, float* out,
                              int64_t ldo, int64_t T, int64_t n, float eps) {
-  rows_parallel(T, 5 * n, [&](int64_t b, int64_t e) {
+  cpu::parallel_rows(pool_, T, 5 * n, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       float* xr = x + t * ldx;
       const float* yr = y + t * ldy;
@@ -109,7 +102,7 @@ void CpuBackend::head_norm_rope(float* x, int64_t ldx, int64_t T, int64_t n_head
                                 float eps, int64_t pos0, const RopeTable& rope) {
   const int64_t half = d / 2;
   const float* cs = rope_angles(rope, pos0, T, half);
-  rows_parallel(T, 6 * n_heads * d, [&](int64_t b, int64_t e) {
+  cpu::parallel_rows(pool_, T, 6 * n_heads * d, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const float* c = cs + t * 2 * half;
       const float* s = c + half;
@@ -124,7 +117,7 @@ void CpuBackend::head_norm_rope(float* x, int64_t ldx, int64_t T, int64_t n_head
 
 void CpuBackend::kv_write(void* cache, int64_t width, int64_t pos0, const float* src, int64_t lds, int64_t T) {
   float* c = static_cast<float*>(cache);
-  rows_parallel(T, width, [&](int64_t b, int64_t e) {
+  cpu::parallel_rows(pool_, T, width, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) std::memcpy(c + (pos0 + t) * width, src + t * lds, size_t(width) * 4);
   });
 }
@@ -138,7 +131,7 @@ void CpuBackend::attention(const float* q, int64_t ldq, const void* k_cache, con
 void CpuBackend::kv_write_rows(void* cache, int64_t width, const int32_t* rows, const float* src, int64_t lds,
                                int64_t T) {
   float* c = static_cast<float*>(cache);
-  rows_parallel(T, width, [&](int64_t b, int64_t e) {
+  cpu::parallel_rows(pool_, T, width, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) std::memcpy(c + int64_t(rows[t]) * width, src + t * lds, size_t(width) * 4);
   });
 }
@@ -156,7 +149,7 @@ void CpuBackend::paged_attention(const float* q, int64_t ldq, const void* k_cach
 
 void CpuBackend::swiglu(const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy, int64_t T,
                         int64_t n) {
-  rows_parallel(T, 8 * n, [&](int64_t b, int64_t e) {
+  cpu::parallel_rows(pool_, T, 8 * n, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) cpu::silu_mul(g + t * ldg, u + t * ldu, y + t * ldy, n);
   });
 }
@@ -172,7 +165,7 @@ void CpuBackend::swiglu_matmul(float* gu, int64_t ldgu, int64_t I, const cpu::Ma
 }
 
 void CpuBackend::add(float* x, int64_t ldx, const float* y, int64_t ldy, int64_t T, int64_t n) {
-  rows_parallel(T, n, [&](int64_t b, int64_t e) {
+  cpu::parallel_rows(pool_, T, n, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t)
       for (int64_t i = 0; i < n; ++i) x[t * ldx + i] += y[t * ldy + i];
   });

@@ -74,9 +74,6 @@ class CpuBackend final : public Backend {
                            bool first, bool last) override;
 
  private:
-  // Runs fn(begin, end) over row ranges of [0, T), split across threads when a row costs `per_row` enough work.
-  template <typename F>
-  void rows_parallel(int64_t T, int64_t per_row, F&& fn);
   ThreadPool pool_;
   std::vector<cpu::AttnSeq> attn_seqs_;  // paged_attention: its sequences in the kernel's form
   // RoPE cos/sin of the rows being processed, (T, 2·half): row t holds cos then sin of position pos0 + t. Every

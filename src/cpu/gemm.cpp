@@ -278,14 +278,6 @@ bool bf16_path(int64_t T, bool exact) {
   return T > 1 && !exact && g_precision == Precision::Fast && active_isa() == Isa::Avx512Bf16;
 }
 
-// Rows [0, T) split over the threads when they hold enough elements to be worth waking a thread for.
-template <typename F>
-void rows_split(ThreadPool& pool, int64_t T, int64_t per_row, F&& fn) {
-  const int64_t grain = std::max<int64_t>(1, min_parallel_work() / std::max<int64_t>(1, per_row));
-  if (T <= grain) return fn(int64_t(0), T);
-  pool.parallel_for(T, grain, [&](int, int64_t b, int64_t e) { fn(b, e); });
-}
-
 // The calling thread's buffer of bf16 activation pairs (T rows of w.pairs words).
 uint32_t* pairs_buffer(int64_t T, const PackedMatrix& w) {
   thread_local std::vector<uint32_t> xbuf;
@@ -318,7 +310,7 @@ void gemm(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatrix& w, 
 #if defined(__x86_64__)
   if (bf) {
     xb = pairs_buffer(T, w);
-    rows_split(pool, T, w.k, [&](int64_t b, int64_t e) {
+    parallel_rows(pool, T, w.k, [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) to_bf16_pairs(x + t * ldx, w.k, xb + t * w.pairs);
     });
   }
@@ -335,7 +327,7 @@ void gemm_swiglu(ThreadPool& pool, float* g, const float* u, int64_t ld, const P
     // silu(g)·u one row at a time into a small fp32 buffer, rounded to bf16 pairs from there: the same values as
     // swiglu then gemm, without writing the fp32 product out and reading it back.
     uint32_t* xb = pairs_buffer(T, w);
-    rows_split(pool, T, 8 * w.k, [&](int64_t b, int64_t e) {
+    parallel_rows(pool, T, 8 * w.k, [&](int64_t b, int64_t e) {
       thread_local std::vector<float> row;
       row.resize(size_t(w.k));
       for (int64_t t = b; t < e; ++t) {
@@ -346,7 +338,7 @@ void gemm_swiglu(ThreadPool& pool, float* g, const float* u, int64_t ld, const P
     return run_panels(pool, true, nullptr, 0, xb, w, y, ldy, T);
   }
 #endif
-  rows_split(pool, T, 8 * w.k, [&](int64_t b, int64_t e) {
+  parallel_rows(pool, T, 8 * w.k, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) silu_mul(g + t * ld, u + t * ld, g + t * ld, w.k);
   });
   run_panels(pool, false, g, ld, nullptr, w, y, ldy, T);

@@ -2,6 +2,7 @@
 // The matrix kernels have AVX-512 (with AVX512-BF16 where present), AVX2 and portable paths chosen at run time
 // (override with INFER_CPU_ISA=avx512bf16|avx512|avx2|generic so tests can run every path on one machine).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -18,6 +19,15 @@ const char* isa_name(Isa isa);
 // to make tiny models exercise the multi-threaded paths.
 int64_t min_parallel_work();
 void set_min_parallel_work(int64_t macs);
+
+// fn(begin, end) over row ranges of [0, T): split across the pool's threads when the rows (per_row multiply-adds
+// each) hold enough work to be worth waking a thread, else one call on the calling thread.
+template <typename F>
+void parallel_rows(ThreadPool& pool, int64_t T, int64_t per_row, F&& fn) {
+  const int64_t grain = std::max<int64_t>(1, min_parallel_work() / std::max<int64_t>(1, per_row));
+  if (T <= grain) return fn(int64_t(0), T);
+  pool.parallel_for(T, grain, [&](int, int64_t b, int64_t e) { fn(b, e); });
+}
 
 // A weight matrix W [rows = out_features, cols = in_features] in PyTorch layout, bf16 or f32 — or F8_E4M3 with
 // block scales (ops_fp8.h): W[n, k] = fp8(data[n, k]) · scale[(scale_row0 + n) / block, k / block], the scale grid
